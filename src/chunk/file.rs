@@ -1,0 +1,177 @@
+//! Chunk files on disk: naming, creation with preallocation, the directory lock and fsync.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use fs2::FileExt;
+
+use crate::error::{Error, Result};
+use crate::format::{ChunkHeader, FORMAT_VERSION};
+
+const CHUNK_SUFFIX: &str = ".chunk";
+const TMP_SUFFIX: &str = ".chunk.tmp";
+/// Name of the lock file inside a log directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// File name of chunk `seq`.
+pub fn chunk_file_name(seq: u64) -> String {
+    format!("{seq:020}{CHUNK_SUFFIX}")
+}
+
+/// Path of chunk `seq` in `dir`.
+pub fn chunk_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(chunk_file_name(seq))
+}
+
+/// The sequence number in a chunk file name.
+pub fn parse_chunk_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(CHUNK_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// fsync a directory so that file creations, renames and removals in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let d = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
+    d.sync_all()
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// Sorted chunk sequence numbers in `dir`. Leftover temporary files from an interrupted
+/// rotation are removed (they were never part of the log).
+pub fn list_chunks(dir: &Path) -> Result<Vec<u64>> {
+    let mut seqs = Vec::new();
+    let mut removed = false;
+    let rd = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    for ent in rd {
+        let ent = ent.map_err(|e| Error::io("read directory", dir, e))?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(seq) = parse_chunk_name(name) {
+            seqs.push(seq);
+        } else if name.ends_with(TMP_SUFFIX) {
+            let p = ent.path();
+            tracing::warn!(path = %p.display(), "removing leftover temporary chunk");
+            fs::remove_file(&p).map_err(|e| Error::io("remove temporary chunk", &p, e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// Sorted chunk sequence numbers in `dir`, changing nothing.
+pub fn list_chunks_readonly(dir: &Path) -> Result<Vec<u64>> {
+    let rd = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    let mut seqs = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| Error::io("read directory", dir, e))?;
+        if let Some(seq) = ent.file_name().to_str().and_then(parse_chunk_name) {
+            seqs.push(seq);
+        }
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// Take the exclusive directory lock; a second holder gets [`Error::Locked`].
+pub fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("open lock file", &path, e))?;
+    match f.try_lock_exclusive() {
+        Ok(()) => Ok(f),
+        Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => {
+            Err(Error::Locked {
+                path: dir.to_path_buf(),
+            })
+        }
+        Err(e) => Err(Error::io("lock directory", &path, e)),
+    }
+}
+
+/// Prepare chunk `seq` as a temporary file: preallocate `size` bytes, write and sync the
+/// header. It becomes part of the log only when [`install_chunk`] renames it.
+pub fn prepare_chunk(dir: &Path, seq: u64, size: u64) -> Result<(File, ChunkHeader, PathBuf)> {
+    let tmp = dir.join(format!("{seq:020}{TMP_SUFFIX}"));
+    let res = (|| {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("create chunk", &tmp, e))?;
+        f.allocate(size)
+            .map_err(|e| Error::io("preallocate chunk", &tmp, e))?;
+        let header = ChunkHeader {
+            version: FORMAT_VERSION,
+            chunk_seq: seq,
+            epoch: random_epoch(seq),
+            chunk_size: size,
+            created_ms: now_ms(),
+        };
+        f.write_all(&header.encode())
+            .map_err(|e| Error::io("write chunk header", &tmp, e))?;
+        f.sync_all()
+            .map_err(|e| Error::io("sync chunk header", &tmp, e))?;
+        Ok((f, header))
+    })();
+    match res {
+        Ok((f, h)) => Ok((f, h, tmp)),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Rename a prepared chunk into place and fsync the directory.
+pub fn install_chunk(dir: &Path, tmp: &Path, seq: u64) -> Result<PathBuf> {
+    let path = chunk_path(dir, seq);
+    fs::rename(tmp, &path).map_err(|e| Error::io("install chunk", &path, e))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A per-file random value. Mixes time, pid, a counter and ASLR through SipHash; it needs to
+/// differ between incarnations of a file, not to be unpredictable.
+fn random_epoch(seq: u64) -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(seq);
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    let e = h.finish();
+    // A zero low half would make a zeroed record header carry a valid-looking epoch tag.
+    if e as u32 == 0 {
+        e | 1
+    } else {
+        e
+    }
+}

@@ -1,0 +1,134 @@
+//! A chunk as the rest of the engine sees it: sequence number, header and mapped region.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::mmap::{Region, RegionWriter};
+use crate::error::{CorruptionKind, Error, Result};
+use crate::format::{ChunkHeader, HeaderError, FORMAT_VERSION, HEADER_LEN};
+
+/// A chunk file that is part of the log.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Sequence number (from the file name, checked against the header).
+    pub seq: u64,
+    /// Decoded header.
+    pub header: ChunkHeader,
+    /// The mapping. Readers hold an `Arc<Chunk>`, so the mapping outlives a purge.
+    pub region: Arc<Region>,
+}
+
+/// What opening an existing chunk file found.
+#[derive(Debug)]
+pub enum Opened {
+    /// The file is empty or all zero: a chunk that never received its header.
+    Blank,
+    /// A valid chunk, mapped read-only.
+    ReadOnly(Arc<Chunk>),
+    /// A valid chunk, mapped read-write (the newest chunk, to continue writing).
+    Writable(Arc<Chunk>, RegionWriter),
+}
+
+/// Open chunk `seq` at `path`. `writable` maps it read-write, extending it back to
+/// `chunk_size` first if it was cut short.
+pub fn open_existing(path: &Path, seq: u64, writable: bool) -> Result<Opened> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .open(path)
+        .map_err(|e| Error::io("open chunk", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("stat chunk", path, e))?
+        .len();
+    let mut head = [0u8; HEADER_LEN];
+    let n = read_prefix(&file, &mut head).map_err(|e| Error::io("read chunk header", path, e))?;
+    if head[..n].iter().all(|&b| b == 0) && (n < HEADER_LEN || len == n as u64 || all_zero(&file)?)
+    {
+        return Ok(Opened::Blank);
+    }
+    let header = match ChunkHeader::decode(&head[..n]) {
+        Ok(h) => h,
+        Err(HeaderError::NewerVersion(found)) => {
+            return Err(Error::UnsupportedVersion {
+                chunk: seq,
+                found,
+                supported: FORMAT_VERSION,
+            })
+        }
+        Err(HeaderError::Corrupt(k)) => return Err(Error::corrupt(seq, 0, k)),
+    };
+    if header.chunk_seq != seq {
+        return Err(Error::corrupt(
+            seq,
+            0,
+            CorruptionKind::SeqMismatch {
+                in_header: header.chunk_seq,
+            },
+        ));
+    }
+    if writable {
+        let want = header.chunk_size.max(len);
+        if want > crate::config::MAX_CHUNK_SIZE || want < HEADER_LEN as u64 {
+            return Err(Error::corrupt(
+                seq,
+                0,
+                CorruptionKind::BadHeaderField {
+                    field: "chunk_size",
+                },
+            ));
+        }
+        if len < want {
+            fs2::FileExt::allocate(&file, want)
+                .map_err(|e| Error::io("re-extend chunk", path, e))?;
+        }
+        let w = Region::map_writable(&file, want as usize, path)
+            .map_err(|e| Error::io("map chunk", path, e))?;
+        let chunk = Arc::new(Chunk {
+            seq,
+            header,
+            region: Arc::clone(w.region()),
+        });
+        Ok(Opened::Writable(chunk, w))
+    } else {
+        let region = Region::map_read_only(&file, len as usize, path)
+            .map_err(|e| Error::io("map chunk", path, e))?;
+        Ok(Opened::ReadOnly(Arc::new(Chunk {
+            seq,
+            header,
+            region,
+        })))
+    }
+}
+
+fn read_prefix(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut n = 0;
+    while n < buf.len() {
+        let r = file.read_at(&mut buf[n..], n as u64)?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    Ok(n)
+}
+
+fn all_zero(file: &File) -> Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut off = 0u64;
+    loop {
+        let r = file
+            .read_at(&mut buf, off)
+            .map_err(|e| Error::io("read chunk", Path::new("chunk"), e))?;
+        if r == 0 {
+            return Ok(true);
+        }
+        if buf[..r].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        off += r as u64;
+    }
+}

@@ -1,0 +1,192 @@
+//! The only module with `unsafe`: a mapped chunk with one writer and an immutable published prefix.
+//!
+//! Invariants this module enforces with its API (see `docs/safety.md`):
+//! - bytes `[0, published)` never change again while the map exists; readers only ever get
+//!   slices of that prefix;
+//! - exactly one [`RegionWriter`] exists per writable region, and it writes only at or past
+//!   `published`, so no reader slice ever aliases a write;
+//! - the file is preallocated to the mapped length before mapping and is never shrunk while
+//!   mapped, so no access faults with SIGBUS.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use memmap2::{MmapOptions, MmapRaw};
+
+/// A mapped chunk file.
+#[derive(Debug)]
+pub struct Region {
+    map: MmapRaw,
+    len: usize,
+    published: AtomicUsize,
+    path: PathBuf,
+}
+
+/// The unique write handle of a writable [`Region`].
+#[derive(Debug)]
+pub struct RegionWriter {
+    region: Arc<Region>,
+    cursor: usize,
+}
+
+impl Region {
+    /// Map `len` bytes of `file` read-write. The caller guarantees the file is at least `len`
+    /// bytes long and its blocks are allocated. Nothing is published yet.
+    pub fn map_writable(file: &File, len: usize, path: &Path) -> io::Result<RegionWriter> {
+        check_len(file, len)?;
+        let map = MmapOptions::new().len(len).map_raw(file)?;
+        let region = Arc::new(Region {
+            map,
+            len,
+            published: AtomicUsize::new(0),
+            path: path.to_path_buf(),
+        });
+        Ok(RegionWriter { region, cursor: 0 })
+    }
+
+    /// Map `len` bytes of `file` read-only; all of it is published.
+    pub fn map_read_only(file: &File, len: usize, path: &Path) -> io::Result<Arc<Region>> {
+        check_len(file, len)?;
+        let map = MmapOptions::new().len(len).map_raw_read_only(file)?;
+        Ok(Arc::new(Region {
+            map,
+            len,
+            published: AtomicUsize::new(len),
+            path: path.to_path_buf(),
+        }))
+    }
+
+    /// The mapped length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The file this region maps.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many leading bytes are published (immutable and readable).
+    pub fn published(&self) -> usize {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// The published prefix.
+    pub fn bytes(&self) -> &[u8] {
+        let n = self.published();
+        // SAFETY: `[0, n)` lies inside the mapping (n <= len, enforced by `publish`), the
+        // mapping lives as long as `self`, and published bytes are never written again:
+        // the single writer only writes at or past `published` (see `RegionWriter::space`).
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), n) }
+    }
+
+    /// A published sub-slice, or `None` when it is not (yet) published.
+    pub fn slice(&self, off: usize, len: usize) -> Option<&[u8]> {
+        self.bytes().get(off..off.checked_add(len)?)
+    }
+
+    /// A zero-copy [`Bytes`] of published bytes that keeps the mapping alive.
+    pub fn bytes_at(self: &Arc<Self>, off: usize, len: usize) -> Option<Bytes> {
+        self.slice(off, len)?;
+        Some(Bytes::from_owner(MappedSlice {
+            region: Arc::clone(self),
+            off,
+            len,
+        }))
+    }
+
+    /// msync(MS_SYNC) the byte range `[off, off + len)`: on return it is on stable storage.
+    pub fn sync_range(&self, off: usize, len: usize) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.map.flush_range(off, len)
+    }
+}
+
+impl RegionWriter {
+    /// The region this writer writes.
+    pub fn region(&self) -> &Arc<Region> {
+        &self.region
+    }
+
+    /// Next write position.
+    pub fn cursor(&self) -> usize {
+        self.cursor
+    }
+
+    /// Every byte of the mapping, published or not. Sound because writes need `&mut self`,
+    /// so none can happen while this borrow lives. Used by recovery to scan the tail.
+    pub fn full_view(&self) -> &[u8] {
+        // SAFETY: the whole mapping is valid for `len` bytes for the life of `self.region`;
+        // the only writer is `self`, and it cannot write while this shared borrow of `self`
+        // is alive. Concurrent readers only read.
+        unsafe { std::slice::from_raw_parts(self.region.map.as_ptr(), self.region.len) }
+    }
+
+    /// Move the cursor forward (recovery sets it to the end of the valid records).
+    pub fn seek(&mut self, pos: usize) {
+        self.cursor = pos.clamp(self.region.published(), self.region.len);
+    }
+
+    /// Free bytes after the cursor.
+    pub fn remaining(&self) -> usize {
+        self.region.len - self.cursor
+    }
+
+    /// The unpublished bytes `[cursor, cursor + len)` for writing, if they fit.
+    pub fn space(&mut self, len: usize) -> Option<&mut [u8]> {
+        let end = self.cursor.checked_add(len)?;
+        if end > self.region.len {
+            return None;
+        }
+        debug_assert!(self.cursor >= self.region.published());
+        // SAFETY: `[cursor, end)` is inside the mapping (checked above) and at or past
+        // `published` (cursor only moves forward from a value >= published, and publish sets
+        // published <= cursor), so no reader holds a slice of it; `&mut self` makes this the
+        // only live mutable view. The map was created writable (`map_raw`).
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(self.region.map.as_mut_ptr().add(self.cursor), len)
+        })
+    }
+
+    /// Advance the cursor past bytes written through [`RegionWriter::space`].
+    pub fn advance(&mut self, len: usize) {
+        self.cursor = (self.cursor + len).min(self.region.len);
+    }
+
+    /// Publish everything before the cursor to readers.
+    pub fn publish(&mut self) {
+        self.region.published.store(self.cursor, Ordering::Release);
+    }
+}
+
+/// Owner of a zero-copy slice; keeps the mapping alive for as long as the [`Bytes`] lives.
+struct MappedSlice {
+    region: Arc<Region>,
+    off: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for MappedSlice {
+    fn as_ref(&self) -> &[u8] {
+        // `bytes_at` checked the range was published, and published never shrinks.
+        self.region.slice(self.off, self.len).unwrap_or_default()
+    }
+}
+
+fn check_len(file: &File, len: usize) -> io::Result<()> {
+    let flen = file.metadata()?.len();
+    if (flen as u128) < len as u128 || len == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to map past the end of the file",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! Chunk files: the mapped region (all `unsafe` lives in `mmap`), file handling and scanning.
+
+mod file;
+mod handle;
+mod mmap;
+mod scan;
+
+pub use file::{
+    chunk_file_name, chunk_path, install_chunk, list_chunks, list_chunks_readonly, lock_dir,
+    prepare_chunk, sync_dir, LOCK_FILE,
+};
+pub use handle::{open_existing, Chunk, Opened};
+pub use mmap::{Region, RegionWriter};
+pub use scan::{scan_chunk, Scanned, Tail};

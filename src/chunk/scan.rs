@@ -1,0 +1,144 @@
+//! Scanning one chunk's bytes: records in order, then a verdict on how the chunk ends.
+//!
+//! Pure and total over its input, so the fuzzers drive it directly.
+
+use crate::error::{CorruptionKind, Error, Result};
+use crate::format::{
+    decode_frame, FrameError, Record, FLAG_CONTINUES, HEADER_LEN, RECORD_ALIGN, RECORD_HEADER_LEN,
+};
+
+/// One record found by a scan.
+#[derive(Debug, Clone, Copy)]
+pub struct Scanned<'a> {
+    /// Byte offset of the record in the chunk.
+    pub offset: usize,
+    /// Bytes the record occupies.
+    pub encoded_len: usize,
+    /// Durable hint stored in the record.
+    pub hint: u32,
+    /// The decoded record.
+    pub record: Record<'a>,
+}
+
+/// How a chunk ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tail {
+    /// A seal record ends the chunk at `end`.
+    Sealed {
+        /// Offset just past the seal.
+        end: usize,
+    },
+    /// The records end at `end` and only zero bytes follow.
+    Clean {
+        /// Offset just past the last complete group.
+        end: usize,
+    },
+    /// Bytes that no sync covered follow `end`: a torn write.
+    Torn {
+        /// Offset just past the last complete group; the log resumes here.
+        end: usize,
+        /// Where the first damaged record starts.
+        at: usize,
+        /// What was wrong there.
+        reason: CorruptionKind,
+        /// One past the last non-zero byte of the damaged region.
+        garbage_end: usize,
+    },
+}
+
+/// Scan `bytes` (a whole chunk file, header included), calling `visit` for each record of
+/// each *complete* atomic group, in order. `is_last` says whether this is the newest chunk,
+/// the only one allowed to end without a seal.
+pub fn scan_chunk<'a>(
+    bytes: &'a [u8],
+    seq: u64,
+    epoch_tag: u32,
+    is_last: bool,
+    visit: &mut dyn FnMut(&Scanned<'a>) -> Result<()>,
+) -> Result<Tail> {
+    let mut pos = HEADER_LEN;
+    let mut pending: Vec<Scanned<'a>> = Vec::new();
+    let stop: Option<CorruptionKind> = loop {
+        let rest = bytes.get(pos..).unwrap_or_default();
+        let frame = match decode_frame(rest, epoch_tag) {
+            Ok(f) => f,
+            Err(FrameError::Truncated) => break None,
+            Err(FrameError::Corrupt(k)) => break Some(k),
+        };
+        let record = match Record::decode(frame.kind, frame.body) {
+            Ok(r) => r,
+            // The checksum matched, so these bytes were written as they are: not a torn write.
+            Err(k) => return Err(Error::corrupt(seq, pos as u64, k)),
+        };
+        let s = Scanned {
+            offset: pos,
+            encoded_len: frame.encoded_len,
+            hint: frame.hint,
+            record,
+        };
+        pos += frame.encoded_len;
+        pending.push(s);
+        if frame.flags & FLAG_CONTINUES == 0 {
+            for s in pending.drain(..) {
+                visit(&s)?;
+            }
+        }
+        if matches!(record, Record::Seal) {
+            if !pending.is_empty() {
+                return Err(Error::corrupt(
+                    seq,
+                    pending[0].offset as u64,
+                    CorruptionKind::UnterminatedGroup,
+                ));
+            }
+            return Ok(Tail::Sealed { end: pos });
+        }
+    };
+    let end = pending.first().map_or(pos, |s| s.offset);
+    if !is_last {
+        let reason = stop.unwrap_or(CorruptionKind::MissingSeal);
+        return Err(Error::corrupt(seq, pos as u64, reason));
+    }
+    let garbage_end = bytes
+        .get(end..)
+        .and_then(|t| t.iter().rposition(|&b| b != 0))
+        .map_or(end, |i| end + i + 1);
+    if garbage_end == end {
+        return Ok(Tail::Clean { end });
+    }
+    // Something non-zero follows. If any later intact record says (through its durable hint)
+    // that the damaged bytes had been synced, this is corruption, not a torn write.
+    if let Some(later) = later_proof(bytes, pos, garbage_end, epoch_tag) {
+        return Err(Error::corrupt(
+            seq,
+            pos as u64,
+            CorruptionKind::DamagedDurableRecord {
+                later: later as u64,
+            },
+        ));
+    }
+    Ok(Tail::Torn {
+        end,
+        at: pos,
+        reason: stop.unwrap_or(CorruptionKind::UnterminatedGroup),
+        garbage_end,
+    })
+}
+
+/// Offset of an intact record after `damaged` whose durable hint covers `damaged`.
+fn later_proof(bytes: &[u8], damaged: usize, limit: usize, epoch_tag: u32) -> Option<usize> {
+    let tag = epoch_tag.to_le_bytes();
+    let mut p = damaged + RECORD_ALIGN;
+    while p < limit && p + RECORD_HEADER_LEN <= bytes.len() {
+        // Cheap filter: the epoch tag sits at bytes 12..16 of a record header.
+        if bytes.get(p + 12..p + 16) == Some(&tag[..]) {
+            if let Ok(f) = decode_frame(&bytes[p..], epoch_tag) {
+                if Record::decode(f.kind, f.body).is_ok() && f.hint as usize > damaged {
+                    return Some(p);
+                }
+            }
+        }
+        p += RECORD_ALIGN;
+    }
+    None
+}

@@ -1,0 +1,128 @@
+//! Configuration with documented defaults.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+/// How open treats a damaged log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Default. Cut a torn tail off the last chunk (bytes no sync ever covered) and go on.
+    /// Damage anywhere else, or damage that later records prove was synced, is a
+    /// [`Error::Corruption`].
+    #[default]
+    TolerateTornTail,
+    /// Any damage, including a torn tail, is an error. Nothing is modified.
+    Strict,
+}
+
+/// Hook called before every msync/fdatasync; returning an error simulates a failed sync.
+/// For fault-injection tests.
+pub type SyncHook = Arc<dyn Fn(&std::path::Path) -> io::Result<()> + Send + Sync>;
+
+/// Hook told of every byte range a sync covered: `(chunk path, start, end)`.
+/// Used by power-loss simulation tests to rebuild a crash image.
+pub type SyncRecorder = Arc<dyn Fn(&std::path::Path, u64, u64) + Send + Sync>;
+
+/// Configuration for [`crate::Wal::open`].
+#[derive(Clone)]
+pub struct Config {
+    /// Directory holding the chunk files.
+    pub dir: PathBuf,
+    /// Size of each preallocated chunk file. Default 64 MiB; 64 KiB to 1 GiB.
+    pub chunk_size: u64,
+    /// Payload cache bound in entries. Default 65 536.
+    pub cache_max_items: usize,
+    /// Payload cache bound in payload bytes. Default 64 MiB.
+    pub cache_max_bytes: usize,
+    /// Most flush requests merged into one sync (group commit). Default 1024.
+    pub flush_batch_max: usize,
+    /// What open does with a damaged log. Default [`RecoveryMode::TolerateTornTail`].
+    pub recovery_mode: RecoveryMode,
+    /// Create the directory when missing. Default true.
+    pub create_if_missing: bool,
+    /// Fault injection: called before each sync.
+    pub sync_hook: Option<SyncHook>,
+    /// Observation: called after each successful sync with the range it covered.
+    pub sync_recorder: Option<SyncRecorder>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("dir", &self.dir)
+            .field("chunk_size", &self.chunk_size)
+            .field("cache_max_items", &self.cache_max_items)
+            .field("cache_max_bytes", &self.cache_max_bytes)
+            .field("flush_batch_max", &self.flush_batch_max)
+            .field("recovery_mode", &self.recovery_mode)
+            .field("create_if_missing", &self.create_if_missing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Smallest accepted chunk size.
+pub const MIN_CHUNK_SIZE: u64 = 64 * 1024;
+/// Largest accepted chunk size (offsets inside a chunk are 32-bit).
+pub const MAX_CHUNK_SIZE: u64 = 1 << 30;
+
+impl Config {
+    /// Defaults for a log in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Config {
+            dir: dir.into(),
+            chunk_size: 64 << 20,
+            cache_max_items: 65_536,
+            cache_max_bytes: 64 << 20,
+            flush_batch_max: 1024,
+            recovery_mode: RecoveryMode::default(),
+            create_if_missing: true,
+            sync_hook: None,
+            sync_recorder: None,
+        }
+    }
+
+    /// Set the chunk size.
+    pub fn chunk_size(mut self, bytes: u64) -> Self {
+        self.chunk_size = bytes;
+        self
+    }
+
+    /// Set both cache bounds.
+    pub fn cache(mut self, max_items: usize, max_bytes: usize) -> Self {
+        self.cache_max_items = max_items;
+        self.cache_max_bytes = max_bytes;
+        self
+    }
+
+    /// Set the recovery mode.
+    pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
+        self.recovery_mode = mode;
+        self
+    }
+
+    /// Check every bound.
+    pub fn validate(&self) -> Result<()> {
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
+            return Err(Error::InvalidConfig {
+                field: "chunk_size",
+                reason: "must be between 64 KiB and 1 GiB",
+            });
+        }
+        if self.chunk_size % 4096 != 0 {
+            return Err(Error::InvalidConfig {
+                field: "chunk_size",
+                reason: "must be a multiple of 4096",
+            });
+        }
+        if self.flush_batch_max == 0 {
+            return Err(Error::InvalidConfig {
+                field: "flush_batch_max",
+                reason: "must be at least 1",
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+//! The synchronous core: open and recovery, the write path, the read path and statistics.
+
+mod inspect;
+mod read;
+mod recovery;
+mod shared;
+mod stat;
+mod wal;
+mod writer;
+
+pub use inspect::{inspect_dir, ChunkReport};
+pub use read::{AccessStat, Reader};
+pub use stat::{ChunkStat, DumpData, DumpRecord, OwnedRecord, Stat};
+pub use wal::Wal;

@@ -1,0 +1,151 @@
+//! The read path: index lookup, cache, then the map with CRC verification. Never locks.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::shared::{Counters, Shared};
+use crate::chunk::Chunk;
+use crate::error::{CorruptionKind, Error, Result};
+use crate::format::{decode_frame, FrameError, Record, RECORD_HEADER_LEN};
+use crate::index::{CacheStat, Loc};
+use crate::types::{LogId, LogState};
+
+/// A cloneable, `Send + Sync` read handle. Reads never wait for the writer.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    shared: Arc<Shared>,
+}
+
+/// Read and write counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccessStat {
+    /// Cache counters.
+    pub cache: CacheStat,
+    /// Read calls.
+    pub reads: u64,
+    /// Entries returned by reads.
+    pub read_entries: u64,
+    /// Append calls.
+    pub appends: u64,
+    /// Entries appended.
+    pub appended_entries: u64,
+    /// Flush requests.
+    pub flushes: u64,
+}
+
+impl Reader {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Reader { shared }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The latest log state.
+    pub fn log_state(&self) -> LogState {
+        self.shared.state.read().clone()
+    }
+
+    /// Highest entry index known durable.
+    pub fn durable_index(&self) -> Option<u64> {
+        self.shared.durable.index()
+    }
+
+    /// Counters.
+    pub fn access_stat(&self) -> AccessStat {
+        let c = &self.shared.counters;
+        AccessStat {
+            cache: self.shared.cache.stat(),
+            reads: c.reads.load(Ordering::Relaxed),
+            read_entries: c.read_entries.load(Ordering::Relaxed),
+            appends: c.appends.load(Ordering::Relaxed),
+            appended_entries: c.appended_entries.load(Ordering::Relaxed),
+            flushes: c.flushes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// One entry, if present.
+    pub fn entry(&self, index: u64) -> Result<Option<(LogId, Bytes)>> {
+        let Some(loc) = self.shared.index.get(index) else {
+            return Ok(None);
+        };
+        let mut chunk = None;
+        match self.payload(index, loc, &mut chunk) {
+            Ok(p) => Ok(Some((LogId::new(loc.term, index), p))),
+            // Purged while we looked.
+            Err(Error::OutOfRange { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Entries `[from, to)`. Fails with [`Error::OutOfRange`] unless every one is present.
+    pub fn read(&self, from: u64, to: u64) -> Result<Vec<(LogId, Bytes)>> {
+        Counters::bump(&self.shared.counters.reads, 1);
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity((to - from).min(1 << 20) as usize);
+        let mut chunk: Option<Arc<Chunk>> = None;
+        let mut expect = from;
+        for (i, loc) in self.shared.index.range(from, to) {
+            if i != expect {
+                return Err(Error::OutOfRange { from, to });
+            }
+            out.push((LogId::new(loc.term, i), self.payload(i, loc, &mut chunk)?));
+            expect += 1;
+        }
+        if expect != to {
+            return Err(Error::OutOfRange { from, to });
+        }
+        Counters::bump(&self.shared.counters.read_entries, out.len() as u64);
+        Ok(out)
+    }
+
+    fn payload(&self, index: u64, loc: Loc, chunk: &mut Option<Arc<Chunk>>) -> Result<Bytes> {
+        let pos = loc.pos();
+        if let Some(b) = self.shared.cache.get(index, pos) {
+            return Ok(b);
+        }
+        if chunk.as_ref().is_none_or(|c| c.seq != loc.chunk) {
+            *chunk = self
+                .shared
+                .chunks
+                .get(&loc.chunk)
+                .map(|e| Arc::clone(e.value()));
+        }
+        let Some(c) = chunk.as_ref() else {
+            return Err(Error::OutOfRange {
+                from: index,
+                to: index + 1,
+            });
+        };
+        read_verified(c, index, loc)
+    }
+}
+
+/// Read the entry record at `loc` from the map, check its CRC and id, and return the
+/// payload as a zero-copy slice of the map.
+fn read_verified(c: &Arc<Chunk>, index: u64, loc: Loc) -> Result<Bytes> {
+    let off = loc.offset as usize;
+    let corrupt = |k| Error::corrupt(c.seq, off as u64, k);
+    let bytes = c.region.bytes().get(off..).unwrap_or_default();
+    let frame = decode_frame(bytes, c.header.epoch_tag()).map_err(|e| match e {
+        FrameError::Truncated => corrupt(CorruptionKind::BadLength { len: 0 }),
+        FrameError::Corrupt(k) => corrupt(k),
+    })?;
+    match Record::decode(frame.kind, frame.body).map_err(corrupt)? {
+        Record::Entry { id, payload } if id == LogId::new(loc.term, index) => {
+            let start = off + RECORD_HEADER_LEN + 16;
+            c.region
+                .bytes_at(start, payload.len())
+                .ok_or_else(|| corrupt(CorruptionKind::BadLength { len: loc.len }))
+        }
+        _ => Err(corrupt(CorruptionKind::BadBody {
+            kind: "entry",
+            what: "index points at another record",
+        })),
+    }
+}

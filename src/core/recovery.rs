@@ -1,0 +1,220 @@
+//! Open: lock the directory, replay every chunk, repair a torn tail, start the worker.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_skiplist::SkipMap;
+use parking_lot::RwLock;
+
+use super::shared::{apply, Counters, Shared};
+use super::writer::{ChunkMeta, Writer};
+use crate::chunk::{
+    chunk_path, install_chunk, list_chunks, open_existing, prepare_chunk, scan_chunk, sync_dir,
+    Chunk, Opened, Region, RegionWriter, Tail,
+};
+use crate::config::{Config, RecoveryMode};
+use crate::error::{CorruptionKind, Error, Result};
+use crate::flush::{spawn, sync_region, DurableState, Poison};
+use crate::format::{Record, HEADER_LEN};
+use crate::index::{EntryIndex, PayloadCache};
+use crate::types::LogState;
+
+/// Everything open produces.
+pub(crate) struct Opened2 {
+    pub writer: Writer,
+    pub lock: std::fs::File,
+}
+
+fn prepare_dir(config: &Config) -> Result<()> {
+    let dir = &config.dir;
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::NotADirectory { path: dir.clone() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !config.create_if_missing {
+                return Err(Error::NoSuchDirectory { path: dir.clone() });
+            }
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(Error::io("stat directory", dir, e)),
+    }
+}
+
+/// Open (or create) the log described by `config`.
+pub(crate) fn open(config: Config) -> Result<Opened2> {
+    config.validate()?;
+    prepare_dir(&config)?;
+    let lock = crate::chunk::lock_dir(&config.dir)?;
+    let dir = config.dir.clone();
+    let mut seqs = list_chunks(&dir)?;
+    for w in seqs.windows(2) {
+        if w[1] != w[0] + 1 {
+            return Err(Error::corrupt(
+                w[0] + 1,
+                0,
+                CorruptionKind::MissingChunk { missing: w[0] + 1 },
+            ));
+        }
+    }
+    let index = EntryIndex::default();
+    let chunks = SkipMap::new();
+    let mut state = LogState::default();
+    let mut metas = VecDeque::new();
+    let mut copy = |b: &[u8]| Bytes::copy_from_slice(b);
+
+    // The newest chunk, mapped writable, and where writing resumes.
+    let mut tail: Option<(Arc<Chunk>, RegionWriter, usize, bool)> = None;
+    while let Some(&seq) = seqs.first() {
+        let is_last = seqs.len() == 1;
+        seqs.remove(0);
+        let path = chunk_path(&dir, seq);
+        let (chunk, writer) = match open_existing(&path, seq, is_last)? {
+            Opened::Blank if is_last && config.recovery_mode == RecoveryMode::TolerateTornTail => {
+                // A file that never got its header holds no records: drop it.
+                tracing::warn!(seq, "removing blank newest chunk");
+                std::fs::remove_file(&path)
+                    .map_err(|e| Error::io("remove blank chunk", &path, e))?;
+                sync_dir(&dir)?;
+                break;
+            }
+            Opened::Blank => {
+                return Err(Error::corrupt(seq, 0, CorruptionKind::ShortFile { len: 0 }));
+            }
+            Opened::ReadOnly(c) => (c, None),
+            Opened::Writable(c, w) => (c, Some(w)),
+        };
+        let tag = chunk.header.epoch_tag();
+        let mut meta = ChunkMeta {
+            seq,
+            path: path.clone(),
+            max_index: None,
+        };
+        let verdict = {
+            let bytes: &[u8] = match &writer {
+                Some(w) => w.full_view(),
+                None => chunk.region.bytes(),
+            };
+            scan_chunk(bytes, seq, tag, is_last, &mut |s| {
+                if let Record::Entry { id, .. } = s.record {
+                    meta.max_index = Some(meta.max_index.map_or(id.index, |m| m.max(id.index)));
+                }
+                apply(&mut state, &index, &s.record, seq, s.offset, &mut copy)
+                    .map_err(|k| Error::corrupt(seq, s.offset as u64, k))
+            })?
+        };
+        chunks.insert(seq, Arc::clone(&chunk));
+        metas.push_back(meta);
+        if let Some(mut w) = writer {
+            let (end, sealed) = match verdict {
+                Tail::Sealed { end } => (end, true),
+                Tail::Clean { end } => (end, false),
+                Tail::Torn {
+                    end,
+                    at,
+                    reason,
+                    garbage_end,
+                } => {
+                    if config.recovery_mode == RecoveryMode::Strict {
+                        tracing::error!(seq, at, %reason, "torn tail under strict recovery");
+                        return Err(Error::corrupt(seq, at as u64, CorruptionKind::TornTail));
+                    }
+                    tracing::warn!(seq, at, %reason, cut = garbage_end - end, "cutting torn tail");
+                    w.seek(end);
+                    if let Some(z) = w.space(garbage_end - end) {
+                        z.fill(0);
+                    }
+                    (end, false)
+                }
+            };
+            w.seek(end);
+            w.publish();
+            tail = Some((chunk, w, end, sealed));
+        }
+    }
+
+    let poison = Arc::new(Poison::default());
+    let (active, mut w, end, sealed, dirty_to) = match tail {
+        Some((c, w, end, sealed)) => {
+            // Data read back may still sit only in the page cache (after a process kill):
+            // make it durable before anything new can claim to follow it.
+            let dirty_to = w.region().len();
+            (c, w, end, sealed, dirty_to)
+        }
+        None => {
+            let seq = metas.back().map_or(0, |m: &ChunkMeta| m.seq + 1);
+            let (file, header, tmp) = prepare_chunk(&dir, seq, config.chunk_size)?;
+            let path = chunk_path(&dir, seq);
+            let mut w = Region::map_writable(&file, config.chunk_size as usize, &path)
+                .map_err(|e| Error::io("map chunk", &path, e))?;
+            install_chunk(&dir, &tmp, seq)?;
+            w.seek(HEADER_LEN);
+            w.publish();
+            let chunk = Arc::new(Chunk {
+                seq,
+                header,
+                region: Arc::clone(w.region()),
+            });
+            chunks.insert(seq, Arc::clone(&chunk));
+            metas.push_back(ChunkMeta {
+                seq,
+                path,
+                max_index: None,
+            });
+            (chunk, w, HEADER_LEN, false, HEADER_LEN)
+        }
+    };
+    sync_region(
+        w.region(),
+        0,
+        dirty_to,
+        config.sync_hook.as_ref(),
+        config.sync_recorder.as_ref(),
+    )
+    .map_err(|e| Error::io("sync recovered chunk", w.region().path(), e))?;
+    w.seek(end);
+    let last_index = state.last.map(|l| l.index);
+    let durable = Arc::new(DurableState::new(
+        DurableState::pack(active.seq, end),
+        last_index,
+    ));
+    let worker = spawn(
+        Arc::clone(&poison),
+        Arc::clone(&durable),
+        config.flush_batch_max,
+        config.sync_hook.clone(),
+        config.sync_recorder.clone(),
+    )?;
+    let shared = Arc::new(Shared {
+        dir: dir.clone(),
+        index,
+        cache: PayloadCache::new(config.cache_max_items, config.cache_max_bytes),
+        chunks,
+        state: RwLock::new(state.clone()),
+        poison,
+        durable,
+        counters: Counters::default(),
+    });
+    let fresh = end == HEADER_LEN;
+    let mut writer = Writer {
+        shared,
+        config,
+        active,
+        w,
+        metas,
+        state,
+        requested_to: end,
+        gen: 0,
+        worker,
+    };
+    if sealed {
+        writer.rotate(false)?;
+    } else if fresh {
+        writer.put_state()?;
+    }
+    Ok(Opened2 { writer, lock })
+}

@@ -1,0 +1,109 @@
+//! What readers and the writer share, and how a record changes the log state.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_skiplist::SkipMap;
+use parking_lot::RwLock;
+
+use crate::chunk::Chunk;
+use crate::error::CorruptionKind;
+use crate::flush::{DurableState, Poison};
+use crate::format::Record;
+use crate::index::{EntryIndex, Loc, PayloadCache};
+use crate::types::{LogId, LogState};
+
+/// Read-side counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub reads: AtomicU64,
+    pub read_entries: AtomicU64,
+    pub appends: AtomicU64,
+    pub appended_entries: AtomicU64,
+    pub flushes: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// State shared between the writer, readers and the flush worker.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub index: EntryIndex,
+    pub cache: PayloadCache,
+    pub chunks: SkipMap<u64, Arc<Chunk>>,
+    pub state: RwLock<LogState>,
+    pub poison: Arc<Poison>,
+    pub durable: Arc<DurableState>,
+    pub counters: Counters,
+}
+
+/// Apply one record to `state` and `index`. Used by replay at open and by the writer, so
+/// both agree on what every record means. `copy` turns borrowed bytes into owned ones.
+pub(crate) fn apply(
+    state: &mut LogState,
+    index: &EntryIndex,
+    rec: &Record<'_>,
+    chunk: u64,
+    offset: usize,
+    copy: &mut dyn FnMut(&[u8]) -> Bytes,
+) -> Result<(), CorruptionKind> {
+    match *rec {
+        Record::Entry { id, payload } => {
+            if let Some(last) = state.last {
+                if id.index != last.index.wrapping_add(1) {
+                    return Err(CorruptionKind::NonContiguous {
+                        expected: last.index.wrapping_add(1),
+                        got: id.index,
+                    });
+                }
+            }
+            index.insert(
+                id.index,
+                Loc {
+                    term: id.term,
+                    chunk,
+                    offset: offset as u32,
+                    len: payload.len() as u32,
+                },
+            );
+            state.last = Some(id);
+        }
+        Record::Truncate { since } => {
+            if state.last.is_some_and(|l| since <= l.index) {
+                index.remove_from(since);
+                state.last = match index.last() {
+                    Some((i, loc)) => Some(LogId::new(loc.term, i)),
+                    None => state.purged.filter(|p| p.index < since),
+                };
+            }
+        }
+        Record::Purge { upto } => {
+            if state.purged.is_none_or(|p| p.index < upto.index) {
+                index.remove_upto(upto.index);
+                state.purged = Some(upto);
+                if state.last.is_none_or(|l| l.index < upto.index) {
+                    state.last = Some(upto);
+                }
+            }
+        }
+        Record::Commit { id } => state.committed = Some(id),
+        Record::Vote { vote } => state.vote = Some(copy(vote)),
+        Record::UserData { data } => state.user_data = data.map(|d| copy(d)),
+        Record::State(img) => {
+            state.vote = img.vote.map(|v| copy(v));
+            state.last = img.last;
+            state.committed = img.committed;
+            state.purged = img.purged;
+            state.user_data = img.user_data.map(|d| copy(d));
+        }
+        Record::Seal => {}
+    }
+    Ok(())
+}

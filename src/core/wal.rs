@@ -1,0 +1,335 @@
+//! `Wal`: the synchronous Raft log API in the spirit of raft-log's `RaftLog`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::read::Reader;
+use super::recovery::open;
+use super::shared::Counters;
+use super::writer::{max_meta, max_payload, Writer};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::format::Record;
+use crate::types::{LogId, LogState};
+
+/// A memory-mapped, segmented Raft log.
+///
+/// Writers (`append`, `truncate`, ...) serialize on an internal mutex; reads go through a
+/// lock-free index and never wait for the writer. All methods take `&self`; `Wal` is `Sync`.
+///
+/// Writes are visible to readers on return and durable once a later [`Wal::flush`] callback
+/// reports `Ok`. See `docs/durability.md`.
+pub struct Wal {
+    writer: Mutex<Writer>,
+    reader: Reader,
+    max_payload: u64,
+    max_meta: u64,
+    _lock: std::fs::File,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.reader.shared().dir)
+            .field("state", &self.log_state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Wal {
+    /// Open the log in `config.dir`, creating it if allowed, and replay it.
+    ///
+    /// Takes an exclusive lock on the directory: a second open, from this or another
+    /// process, fails with [`Error::Locked`].
+    pub fn open(config: Config) -> Result<Wal> {
+        let chunk_size = config.chunk_size;
+        let o = open(config)?;
+        let reader = Reader::new(Arc::clone(&o.writer.shared));
+        Ok(Wal {
+            writer: Mutex::new(o.writer),
+            reader,
+            max_payload: max_payload(chunk_size),
+            max_meta: max_meta(chunk_size),
+            _lock: o.lock,
+        })
+    }
+
+    /// A cheap, cloneable read handle for other threads.
+    pub fn reader(&self) -> Reader {
+        self.reader.clone()
+    }
+
+    /// The largest payload one entry may carry with this chunk size.
+    pub fn max_payload(&self) -> u64 {
+        self.max_payload
+    }
+
+    fn check_payload(&self, len: usize) -> Result<()> {
+        if len as u64 > self.max_payload {
+            return Err(Error::EntryTooLarge {
+                size: len as u64,
+                max: self.max_payload,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_meta(&self, len: usize) -> Result<()> {
+        if len as u64 > self.max_meta {
+            return Err(Error::EntryTooLarge {
+                size: len as u64,
+                max: self.max_meta,
+            });
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<parking_lot::MutexGuard<'_, Writer>> {
+        let w = self.writer.lock();
+        w.shared.poison.check()?;
+        Ok(w)
+    }
+
+    /// Append entries. Indexes must continue the log without gaps (the first append to an
+    /// empty, never-purged log may start anywhere). One call is one atomic group per chunk
+    /// it lands in. Readable on return; durable after a later flush completes.
+    pub fn append<I>(&self, entries: I) -> Result<()>
+    where
+        I: IntoIterator<Item = (LogId, Bytes)>,
+    {
+        let (ids, payloads): (Vec<LogId>, Vec<Bytes>) = entries.into_iter().unzip();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut w = self.lock()?;
+        self.check_entries(&w.state, None, &ids, &payloads)?;
+        let recs = entry_records(&ids, &payloads);
+        let r = w.write(&recs, &payloads, false);
+        Counters::bump(&w.shared.counters.appends, 1);
+        Counters::bump(&w.shared.counters.appended_entries, ids.len() as u64);
+        r
+    }
+
+    fn check_entries(
+        &self,
+        state: &LogState,
+        since: Option<u64>,
+        ids: &[LogId],
+        payloads: &[Bytes],
+    ) -> Result<()> {
+        let mut expected = match since {
+            Some(s) => Some(s),
+            None => state.next_index(),
+        };
+        for (id, p) in ids.iter().zip(payloads) {
+            if let Some(e) = expected {
+                if id.index != e {
+                    return Err(Error::NonContiguous {
+                        expected: e,
+                        got: id.index,
+                    });
+                }
+            }
+            self.check_payload(p.len())?;
+            expected = Some(id.index.wrapping_add(1));
+        }
+        Ok(())
+    }
+
+    fn check_truncate(state: &LogState, since: u64) -> Result<()> {
+        if let Some(p) = state.purged {
+            if since <= p.index {
+                return Err(Error::TruncatePurged {
+                    since,
+                    purged: p.index,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove every entry with index >= `since`. A no-op past the last entry.
+    pub fn truncate(&self, since: u64) -> Result<()> {
+        let mut w = self.lock()?;
+        Self::check_truncate(&w.state, since)?;
+        if w.state.last.is_none_or(|l| since > l.index) {
+            return Ok(());
+        }
+        w.write(&[Record::Truncate { since }], &[], false)
+    }
+
+    /// Truncate at `since` and append `entries` (which must start at `since`) as one
+    /// crash-atomic write: after a crash the log has either the old suffix or the new one
+    /// (a new suffix that spans chunks may keep only a prefix of the new entries).
+    pub fn replace_range<I>(&self, since: u64, entries: I) -> Result<()>
+    where
+        I: IntoIterator<Item = (LogId, Bytes)>,
+    {
+        let (ids, payloads): (Vec<LogId>, Vec<Bytes>) = entries.into_iter().unzip();
+        let mut w = self.lock()?;
+        Self::check_truncate(&w.state, since)?;
+        if w.state.last.is_none() && w.state.purged.is_none() {
+            // Nothing to replace: a plain append.
+            drop(w);
+            return self.append(ids.into_iter().zip(payloads));
+        }
+        let next = w.state.next_index().unwrap_or(since);
+        if since > next {
+            return Err(Error::NonContiguous {
+                expected: next,
+                got: since,
+            });
+        }
+        self.check_entries(&w.state, Some(since), &ids, &payloads)?;
+        let mut recs = Vec::with_capacity(ids.len() + 1);
+        recs.push(Record::Truncate { since });
+        recs.extend(entry_records(&ids, &payloads));
+        w.write(&recs, &payloads, true)
+    }
+
+    /// Purge entries up to and including `upto`. `upto` may lie past the last entry (after a
+    /// snapshot install): the log then becomes empty and continues at `upto.index + 1`.
+    /// Chunk files are deleted only after the purge record is durable.
+    pub fn purge(&self, upto: LogId) -> Result<()> {
+        let mut w = self.lock()?;
+        if w.state.purged.is_some_and(|p| p.index >= upto.index) {
+            return Ok(());
+        }
+        w.write(&[Record::Purge { upto }], &[], false)?;
+        w.retire_chunks(upto)
+    }
+
+    /// Record the committed log id.
+    pub fn commit(&self, id: LogId) -> Result<()> {
+        self.lock()?.write(&[Record::Commit { id }], &[], false)
+    }
+
+    /// Save the vote (opaque bytes). Durable after a later flush completes.
+    pub fn save_vote(&self, vote: Bytes) -> Result<()> {
+        self.check_meta(vote.len())?;
+        self.lock()?
+            .write(&[Record::Vote { vote: &vote }], &[], false)
+    }
+
+    /// Save or clear opaque application data.
+    pub fn save_user_data(&self, data: Option<Bytes>) -> Result<()> {
+        self.check_meta(data.as_ref().map_or(0, |d| d.len()))?;
+        self.lock()?.write(
+            &[Record::UserData {
+                data: data.as_deref(),
+            }],
+            &[],
+            false,
+        )
+    }
+
+    /// Ask for everything written so far to be made durable; `callback` runs on the flush
+    /// thread with the result, in the order flushes were requested. Concurrent requests are
+    /// merged into one sync (group commit).
+    pub fn flush(&self, callback: impl FnOnce(Result<()>) + Send + 'static) -> Result<()> {
+        self.lock()?.request_sync(Some(Box::new(callback)))
+    }
+
+    /// Flush and wait for the result.
+    pub fn flush_blocking(&self) -> Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.flush(move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.recv().map_err(|_| Error::WorkerStopped)?
+    }
+
+    /// Entries `[from, to)`, served from the cache or verified against their CRC.
+    pub fn read(&self, from: u64, to: u64) -> Result<Vec<(LogId, Bytes)>> {
+        self.reader.read(from, to)
+    }
+
+    /// One entry, if the log holds it.
+    pub fn entry(&self, index: u64) -> Result<Option<(LogId, Bytes)>> {
+        self.reader.entry(index)
+    }
+
+    /// The latest state (including writes not yet durable).
+    pub fn log_state(&self) -> LogState {
+        self.reader.log_state()
+    }
+
+    /// Highest entry index known durable.
+    pub fn durable_index(&self) -> Option<u64> {
+        self.reader.durable_index()
+    }
+
+    /// Block until the flush worker has finished everything queued before this call.
+    pub fn wait_worker_idle(&self) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let sent = self
+            .writer
+            .lock()
+            .worker
+            .send(crate::flush::Job::Barrier(tx));
+        if sent.is_ok() {
+            let _ = rx.recv();
+        }
+    }
+
+    /// Evict every cached payload that is durable. Call after [`Wal::wait_worker_idle`] to
+    /// bring the cache to a deterministic state.
+    pub fn drain_cache_evictable(&self) {
+        let s = self.reader.shared();
+        s.cache.evict(s.durable.index(), true);
+    }
+
+    /// Write a final state record, sync, and stop the worker. Dropping does the same,
+    /// ignoring errors.
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        let mut w = self.writer.lock();
+        if w.worker.tx.is_none() {
+            return Ok(());
+        }
+        let r = (move || {
+            w.shared.poison.check()?;
+            w.request_sync(None)?;
+            drop(w);
+            self.wait_worker_idle();
+            let mut w = self.writer.lock();
+            // A checkpoint whose durable hint covers everything before it: later damage to
+            // those bytes can never be mistaken for a torn tail.
+            if w.fits_state() {
+                w.put_state()?;
+            }
+            w.request_sync(None)?;
+            Ok(())
+        })();
+        self.wait_worker_idle();
+        self.writer.lock().worker.shutdown();
+        r.and_then(|()| self.reader.shared().poison.check())
+    }
+
+    pub(crate) fn with_writer<T>(&self, f: impl FnOnce(&Writer) -> T) -> T {
+        f(&self.writer.lock())
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::warn!(error = %e, "chunkwal close failed");
+        }
+    }
+}
+
+fn entry_records<'a>(ids: &[LogId], payloads: &'a [Bytes]) -> Vec<Record<'a>> {
+    ids.iter()
+        .zip(payloads)
+        .map(|(id, p)| Record::Entry {
+            id: *id,
+            payload: p,
+        })
+        .collect()
+}

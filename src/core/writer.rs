@@ -1,0 +1,333 @@
+//! The write path: encode records straight into the active chunk's map, rotate chunks, and
+//! hand sync requests to the flush worker.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::shared::{apply, Counters, Shared};
+use crate::chunk::{chunk_path, install_chunk, prepare_chunk, Chunk, Region, RegionWriter};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::flush::{sync_region, Callback, DurableState, Job, SyncTarget, WorkerHandle};
+use crate::format::{encoded_len, write_frame, Record, StateImage, FLAG_CONTINUES, HEADER_LEN};
+use crate::types::{LogId, LogState};
+
+/// Bytes kept free at the end of every chunk for its seal record.
+pub(crate) const SEAL_LEN: usize = encoded_len(0);
+
+/// Per-chunk facts the writer needs for purging.
+#[derive(Debug, Clone)]
+pub(crate) struct ChunkMeta {
+    pub seq: u64,
+    pub path: PathBuf,
+    /// Highest entry index ever written into the chunk.
+    pub max_index: Option<u64>,
+}
+
+/// The single writer. Lives behind the `Wal`'s mutex.
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
+    pub config: Config,
+    pub active: Arc<Chunk>,
+    pub w: RegionWriter,
+    pub metas: VecDeque<ChunkMeta>,
+    /// Authoritative state; published to `shared.state` after each operation.
+    pub state: LogState,
+    /// Bytes of the active chunk before this offset were handed to the worker to sync.
+    pub requested_to: usize,
+    pub gen: u64,
+    pub worker: WorkerHandle,
+}
+
+/// Largest payload accepted for a given chunk size.
+pub(crate) fn max_payload(chunk_size: u64) -> u64 {
+    // Room for the header, the seal, a state image with vote and user data at their own
+    // maximum (chunk_size / 8 each), and a truncate record that may share the group.
+    let state_max = encoded_len(1 + 48 + 8 + 2 * (chunk_size as usize / 8));
+    let room = chunk_size as usize - HEADER_LEN - SEAL_LEN - state_max - encoded_len(8);
+    (room - encoded_len(16) - 8) as u64
+}
+
+/// Largest vote or user data accepted.
+pub(crate) fn max_meta(chunk_size: u64) -> u64 {
+    chunk_size / 8
+}
+
+impl Writer {
+    fn tag(&self) -> u32 {
+        self.active.header.epoch_tag()
+    }
+
+    /// Encode one record at the cursor and publish it. The caller made sure it fits.
+    fn put(&mut self, rec: &Record<'_>, flags: u8) -> Result<usize> {
+        let body = rec.body_len();
+        let size = encoded_len(body);
+        let hint = self.shared.durable.offset_in(self.active.seq);
+        let tag = self.tag();
+        let off = self.w.cursor();
+        let Some(dst) = self.w.space(size) else {
+            return Err(Error::EntryTooLarge {
+                size: size as u64,
+                max: self.w.remaining() as u64,
+            });
+        };
+        write_frame(dst, rec.kind(), flags, tag, hint, body, |b| {
+            rec.write_body(b)
+        });
+        self.w.advance(size);
+        self.w.publish();
+        Ok(off)
+    }
+
+    fn fits(&self, bytes: usize) -> bool {
+        bytes + SEAL_LEN <= self.w.remaining()
+    }
+
+    /// Write `recs` as atomic groups (one group per chunk they land in) and apply them.
+    /// With `tie_first`, the first two records always share a group.
+    pub fn write(
+        &mut self,
+        recs: &[Record<'_>],
+        payloads: &[Bytes],
+        tie_first: bool,
+    ) -> Result<()> {
+        let r = self.write_groups(recs, payloads, tie_first);
+        // Publish even after a mid-batch failure: what was written is complete and applied.
+        *self.shared.state.write() = self.state.clone();
+        r
+    }
+
+    fn write_groups(
+        &mut self,
+        recs: &[Record<'_>],
+        payloads: &[Bytes],
+        tie_first: bool,
+    ) -> Result<()> {
+        let sizes: Vec<usize> = recs.iter().map(|r| encoded_len(r.body_len())).collect();
+        let mut pi = 0;
+        for (i, rec) in recs.iter().enumerate() {
+            let need = if i == 0 && tie_first && recs.len() > 1 {
+                sizes[0] + sizes[1]
+            } else {
+                sizes[i]
+            };
+            if !self.fits(need) {
+                self.rotate(true)?;
+                if !self.fits(need) {
+                    return Err(Error::EntryTooLarge {
+                        size: need as u64,
+                        max: self.w.remaining().saturating_sub(SEAL_LEN) as u64,
+                    });
+                }
+            }
+            let next_fits = match sizes.get(i + 1) {
+                Some(n) => self.fits(sizes[i] + n),
+                None => false,
+            };
+            let flags = if next_fits || (i == 0 && tie_first && recs.len() > 1) {
+                FLAG_CONTINUES
+            } else {
+                0
+            };
+            let off = self.put(rec, flags)?;
+            let seq = self.active.seq;
+            apply(
+                &mut self.state,
+                &self.shared.index,
+                rec,
+                seq,
+                off,
+                &mut Bytes::copy_from_slice,
+            )
+            .map_err(|k| Error::corrupt(seq, off as u64, k))?;
+            match rec {
+                Record::Entry { id, .. } => {
+                    if let Some(m) = self.metas.back_mut() {
+                        m.max_index = Some(m.max_index.map_or(id.index, |x| x.max(id.index)));
+                    }
+                    if let Some(p) = payloads.get(pi) {
+                        let pos = DurableState::pack(seq, off);
+                        self.shared.cache.insert(
+                            id.index,
+                            pos,
+                            p.clone(),
+                            self.shared.durable.index(),
+                        );
+                    }
+                    pi += 1;
+                }
+                Record::Truncate { since } => {
+                    self.shared.cache.remove_from(*since);
+                    self.gen = self.shared.durable.on_truncate(*since);
+                }
+                Record::Purge { upto } => self.shared.cache.remove_upto(upto.index),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn state_image(&self) -> (Option<Bytes>, Option<Bytes>, StateImage<'static>) {
+        let s = &self.state;
+        (
+            s.vote.clone(),
+            s.user_data.clone(),
+            StateImage {
+                vote: None,
+                last: s.last,
+                committed: s.committed,
+                purged: s.purged,
+                user_data: None,
+            },
+        )
+    }
+
+    /// Whether a state image still fits in the active chunk.
+    pub fn fits_state(&self) -> bool {
+        let (v, u, mut img) = self.state_image();
+        img.vote = v.as_deref();
+        img.user_data = u.as_deref();
+        self.fits(encoded_len(Record::State(img).body_len()))
+    }
+
+    /// Write a full state image as its own group.
+    pub fn put_state(&mut self) -> Result<()> {
+        let (vote, ud, mut img) = self.state_image();
+        img.vote = vote.as_deref();
+        img.user_data = ud.as_deref();
+        let rec = Record::State(img);
+        if !self.fits(encoded_len(rec.body_len())) {
+            return Err(Error::EntryTooLarge {
+                size: rec.body_len() as u64,
+                max: self.w.remaining() as u64,
+            });
+        }
+        self.put(&rec, 0)?;
+        Ok(())
+    }
+
+    /// Sync `[start, end)` of a chunk on the calling thread; poison on failure.
+    fn sync_inline(&self, seq: u64, region: &Region, start: usize, end: usize) -> Result<()> {
+        sync_region(
+            region,
+            start,
+            end,
+            self.config.sync_hook.as_ref(),
+            self.config.sync_recorder.as_ref(),
+        )
+        .map_err(|e| {
+            self.shared.poison.poison("msync", e.kind());
+            self.shared.poison.error()
+        })?;
+        self.shared.durable.advance(
+            DurableState::pack(seq, end),
+            self.state.last.map(|l| l.index),
+            self.gen,
+        );
+        Ok(())
+    }
+
+    /// Seal the active chunk (unless it already is), make it durable, and switch to a new one
+    /// that starts with a state image. A full disk leaves everything as it was.
+    pub fn rotate(&mut self, seal_old: bool) -> Result<()> {
+        let seq = self.active.seq + 1;
+        let dir = self.shared.dir.clone();
+        let size = self.config.chunk_size;
+        let (file, header, tmp) = prepare_chunk(&dir, seq, size)?;
+        let path = chunk_path(&dir, seq);
+        let mut w = match Region::map_writable(&file, size as usize, &path) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::io("map chunk", &path, e));
+            }
+        };
+        if seal_old {
+            self.put(&Record::Seal, 0)?;
+        }
+        let (old_seq, region, from, to) = (
+            self.active.seq,
+            Arc::clone(self.w.region()),
+            self.requested_to,
+            self.w.cursor(),
+        );
+        self.sync_inline(old_seq, &region, from, to)?;
+        install_chunk(&dir, &tmp, seq).inspect_err(|e| {
+            let kind = match e {
+                Error::Io { source, .. } => source.kind(),
+                _ => std::io::ErrorKind::Other,
+            };
+            self.shared.poison.poison("install chunk", kind);
+        })?;
+        w.seek(HEADER_LEN);
+        let chunk = Arc::new(Chunk {
+            seq,
+            header,
+            region: Arc::clone(w.region()),
+        });
+        self.shared.chunks.insert(seq, Arc::clone(&chunk));
+        self.active = chunk;
+        self.w = w;
+        self.requested_to = HEADER_LEN;
+        self.metas.push_back(ChunkMeta {
+            seq,
+            path,
+            max_index: None,
+        });
+        self.put_state()?;
+        tracing::debug!(seq, "rotated to a new chunk");
+        Ok(())
+    }
+
+    /// Ask the worker to sync everything written so far, then call `callback`.
+    pub fn request_sync(&mut self, callback: Option<Callback>) -> Result<()> {
+        let end = self.w.cursor();
+        let targets = if end > self.requested_to {
+            vec![SyncTarget {
+                seq: self.active.seq,
+                region: Arc::clone(self.w.region()),
+                start: self.requested_to,
+                end,
+            }]
+        } else {
+            Vec::new()
+        };
+        self.requested_to = end;
+        Counters::bump(&self.shared.counters.flushes, 1);
+        let job = Job::Sync {
+            targets,
+            last_index: self.state.last.map(|l| l.index),
+            gen: self.gen,
+            callback,
+        };
+        self.worker.send(job)
+    }
+
+    /// After a purge up to `upto`: drop fully purged old chunks from the read path and have
+    /// the worker delete their files once the purge record is durable.
+    pub fn retire_chunks(&mut self, upto: LogId) -> Result<()> {
+        let mut paths = Vec::new();
+        while self.metas.len() > 1 {
+            let Some(m) = self.metas.front() else { break };
+            if m.seq == self.active.seq || m.max_index.is_some_and(|x| x > upto.index) {
+                break;
+            }
+            let Some(m) = self.metas.pop_front() else {
+                break;
+            };
+            self.shared.chunks.remove(&m.seq);
+            paths.push(m.path);
+        }
+        if paths.is_empty() {
+            return Ok(());
+        }
+        self.request_sync(None)?;
+        self.worker.send(Job::Delete {
+            dir: self.shared.dir.clone(),
+            paths,
+        })
+    }
+}

@@ -1,0 +1,260 @@
+//! Structured errors: every failure names what failed and where.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used throughout chunkwal.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a record or chunk was judged corrupt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CorruptionKind {
+    /// The chunk header does not start with the chunkwal magic.
+    #[error("bad magic")]
+    BadMagic,
+    /// The chunk file is shorter than a chunk header.
+    #[error("file too short for a header ({len} bytes)")]
+    ShortFile {
+        /// File length in bytes.
+        len: u64,
+    },
+    /// The chunk header checksum does not match.
+    #[error("header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    HeaderChecksum {
+        /// Checksum stored in the header.
+        stored: u32,
+        /// Checksum computed over the header bytes.
+        computed: u32,
+    },
+    /// A header field holds an impossible value.
+    #[error("bad header field {field}")]
+    BadHeaderField {
+        /// The field name.
+        field: &'static str,
+    },
+    /// A record's checksum does not match its bytes.
+    #[error("record checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    RecordChecksum {
+        /// Checksum stored in the record header.
+        stored: u32,
+        /// Checksum computed over the record.
+        computed: u32,
+    },
+    /// The record header is all zeroes where a record was expected.
+    #[error("zeroed record header")]
+    ZeroHeader,
+    /// The record length runs past the end of the chunk.
+    #[error("record length {len} runs past the end of the chunk")]
+    BadLength {
+        /// The stored body length.
+        len: u32,
+    },
+    /// The record belongs to another incarnation of the file.
+    #[error("record epoch {found:#x} does not match chunk epoch {expected:#x}")]
+    EpochMismatch {
+        /// Epoch tag of the chunk.
+        expected: u32,
+        /// Epoch tag found in the record.
+        found: u32,
+    },
+    /// Reserved bits are set.
+    #[error("reserved bits set in record header")]
+    ReservedBits,
+    /// The record kind byte is unknown.
+    #[error("unknown record kind {kind}")]
+    UnknownKind {
+        /// The kind byte.
+        kind: u8,
+    },
+    /// The record body does not decode for its kind.
+    #[error("malformed {kind} body: {what}")]
+    BadBody {
+        /// Record kind name.
+        kind: &'static str,
+        /// What was wrong.
+        what: &'static str,
+    },
+    /// A record is damaged although later records prove it was synced.
+    #[error(
+        "damaged record followed by a valid record at offset {later} written after it was synced"
+    )]
+    DamagedDurableRecord {
+        /// Offset of the later, valid record.
+        later: u64,
+    },
+    /// A sealed (non-last) chunk ends without a seal record.
+    #[error("chunk ends without a seal record")]
+    MissingSeal,
+    /// Entries are not contiguous.
+    #[error("entry index {got} does not follow {expected}")]
+    NonContiguous {
+        /// Index that was expected.
+        expected: u64,
+        /// Index that was found.
+        got: u64,
+    },
+    /// The chunk header sequence number does not match the file name.
+    #[error("header says chunk {in_header}")]
+    SeqMismatch {
+        /// Sequence number in the header.
+        in_header: u64,
+    },
+    /// A chunk in the middle of the log is missing.
+    #[error("chunk {missing} is missing")]
+    MissingChunk {
+        /// The missing chunk sequence number.
+        missing: u64,
+    },
+    /// An atomic write group was cut off inside a sealed chunk.
+    #[error("unterminated atomic group")]
+    UnterminatedGroup,
+    /// The last chunk has a torn tail and the recovery mode forbids repairing it.
+    #[error("torn tail not allowed by the recovery mode")]
+    TornTail,
+}
+
+/// Every error chunkwal returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system call failed.
+    #[error("{op} failed on {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The disk (or quota) is full. Nothing already written was lost.
+    #[error("no space left while {op} on {path}")]
+    DiskFull {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+    },
+    /// Bytes on disk failed validation.
+    #[error("corruption in chunk {chunk} at offset {offset}: {reason}")]
+    Corruption {
+        /// Chunk sequence number.
+        chunk: u64,
+        /// Byte offset inside the chunk file.
+        offset: u64,
+        /// What was wrong.
+        reason: CorruptionKind,
+    },
+    /// The chunk was written by a newer format version.
+    #[error("chunk {chunk} has format version {found}; this build reads up to {supported}")]
+    UnsupportedVersion {
+        /// Chunk sequence number.
+        chunk: u64,
+        /// Version found in the header.
+        found: u32,
+        /// Newest version this build understands.
+        supported: u32,
+    },
+    /// Another process (or another handle) holds the directory lock.
+    #[error("log directory {path} is locked by another process")]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The path exists but is not a directory.
+    #[error("{path} is not a directory")]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The directory does not exist and `create_if_missing` is off.
+    #[error("log directory {path} does not exist")]
+    NoSuchDirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A sync failed earlier; the log refuses further writes until reopened.
+    #[error("log is poisoned: {op} failed earlier ({kind}); reopen to recover")]
+    Poisoned {
+        /// The operation that failed first.
+        op: &'static str,
+        /// The kind of the original I/O error.
+        kind: io::ErrorKind,
+    },
+    /// A payload does not fit in a chunk.
+    #[error("record of {size} bytes exceeds the maximum of {max} bytes for this chunk size")]
+    EntryTooLarge {
+        /// Encoded size requested.
+        size: u64,
+        /// Largest size accepted.
+        max: u64,
+    },
+    /// Appended entries must follow the last index without gaps.
+    #[error("non-contiguous append: expected index {expected}, got {got}")]
+    NonContiguous {
+        /// The next index the log accepts.
+        expected: u64,
+        /// The index that was given.
+        got: u64,
+    },
+    /// A read asked for entries the log does not hold.
+    #[error("entries [{from}, {to}) are not in the log")]
+    OutOfRange {
+        /// First index asked for.
+        from: u64,
+        /// One past the last index asked for.
+        to: u64,
+    },
+    /// Truncating at or below the purge point is not possible.
+    #[error("cannot truncate at {since}: entries up to {purged} are purged")]
+    TruncatePurged {
+        /// Requested truncation index.
+        since: u64,
+        /// Last purged index.
+        purged: u64,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid config field {field}: {reason}")]
+    InvalidConfig {
+        /// The field.
+        field: &'static str,
+        /// The rule it broke.
+        reason: &'static str,
+    },
+    /// The flush worker is gone (it panicked or the log was closed).
+    #[error("flush worker stopped")]
+    WorkerStopped,
+}
+
+impl Error {
+    /// Wrap an I/O error, recognising a full disk.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let path = path.into();
+        if is_no_space(&source) {
+            Error::DiskFull { op, path }
+        } else {
+            Error::Io { op, path, source }
+        }
+    }
+
+    /// A corruption error.
+    pub(crate) fn corrupt(chunk: u64, offset: u64, reason: CorruptionKind) -> Self {
+        Error::Corruption {
+            chunk,
+            offset,
+            reason,
+        }
+    }
+
+    /// True if this error means the log must be reopened.
+    pub fn is_poisoned(&self) -> bool {
+        matches!(self, Error::Poisoned { .. })
+    }
+}
+
+/// ENOSPC or EDQUOT.
+fn is_no_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(28) | Some(122)) || e.kind() == io::ErrorKind::StorageFull
+}

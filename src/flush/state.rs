@@ -1,0 +1,122 @@
+//! State shared by the writer, the flush worker and readers: poison and the durable point.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::error::Error;
+
+/// Sticky fatal-error flag. Once set, every write and flush fails until the log is reopened.
+#[derive(Debug, Default)]
+pub struct Poison {
+    set: AtomicBool,
+    cause: Mutex<Option<(&'static str, io::ErrorKind)>>,
+}
+
+impl Poison {
+    /// Record the first fatal error.
+    pub fn poison(&self, op: &'static str, kind: io::ErrorKind) {
+        let mut c = self.cause.lock();
+        if c.is_none() {
+            *c = Some((op, kind));
+            tracing::error!(op, ?kind, "chunkwal poisoned: refusing further writes");
+        }
+        self.set.store(true, Ordering::Release);
+    }
+
+    /// `Err(Poisoned)` once poisoned.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.set.load(Ordering::Acquire) {
+            return Err(self.error());
+        }
+        Ok(())
+    }
+
+    /// The sticky error.
+    pub fn error(&self) -> Error {
+        let (op, kind) = self
+            .cause
+            .lock()
+            .unwrap_or(("unknown", io::ErrorKind::Other));
+        Error::Poisoned { op, kind }
+    }
+
+    /// Whether the log is poisoned.
+    pub fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+}
+
+const NONE: u64 = u64::MAX;
+
+/// Where durability stands: the synced byte position and the highest durable entry index.
+#[derive(Debug)]
+pub struct DurableState {
+    /// `(chunk_seq << 32) | offset`: every byte before it is on stable storage.
+    pos: AtomicU64,
+    /// Highest index whose entry (as the log holds it now) is durable; `u64::MAX` for none.
+    index: AtomicU64,
+    /// Truncation generation; guards `index` against marks from before a truncate.
+    gen: Mutex<u64>,
+}
+
+impl DurableState {
+    /// Start with `pos` durable and entries up to `index` durable.
+    pub fn new(pos: u64, index: Option<u64>) -> Self {
+        DurableState {
+            pos: AtomicU64::new(pos),
+            index: AtomicU64::new(index.unwrap_or(NONE)),
+            gen: Mutex::new(0),
+        }
+    }
+
+    /// Pack a chunk position.
+    pub fn pack(seq: u64, offset: usize) -> u64 {
+        (seq << 32) | offset as u64
+    }
+
+    /// The durable byte offset inside chunk `seq` (0 if nothing of it is known durable).
+    pub fn offset_in(&self, seq: u64) -> u32 {
+        let p = self.pos.load(Ordering::Acquire);
+        if p >> 32 == seq {
+            p as u32
+        } else {
+            0
+        }
+    }
+
+    /// Highest durable entry index.
+    pub fn index(&self) -> Option<u64> {
+        match self.index.load(Ordering::Acquire) {
+            NONE => None,
+            i => Some(i),
+        }
+    }
+
+    /// A truncate removed entries from `since` on: nothing at or past it is durable any more.
+    pub fn on_truncate(&self, since: u64) -> u64 {
+        let mut g = self.gen.lock();
+        *g += 1;
+        let cur = self.index.load(Ordering::Acquire);
+        let capped = if since == 0 { NONE } else { since - 1 };
+        if cur != NONE && (capped == NONE || cur > capped) {
+            self.index.store(capped, Ordering::Release);
+        }
+        *g
+    }
+
+    /// The worker synced through `pos`, which covers entries up to `last_index` as of `gen`.
+    pub fn advance(&self, pos: u64, last_index: Option<u64>, gen: u64) {
+        self.pos.fetch_max(pos, Ordering::AcqRel);
+        let g = self.gen.lock();
+        if let Some(li) = last_index {
+            if *g == gen {
+                let cur = self.index.load(Ordering::Acquire);
+                if cur == NONE || cur < li {
+                    self.index.store(li, Ordering::Release);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The record frame: a 24-byte header with length and CRC32C, then the body, padded to 8 bytes.
+
+use zerocopy::little_endian::U32;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use crate::error::CorruptionKind;
+
+/// Size of a record header.
+pub const RECORD_HEADER_LEN: usize = 24;
+/// Records start at multiples of this many bytes.
+pub const RECORD_ALIGN: usize = 8;
+/// Flag: this record is part of an atomic group that continues with the next record.
+pub const FLAG_CONTINUES: u8 = 1;
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct RawRecordHeader {
+    crc: U32,
+    len: U32,
+    kind: u8,
+    flags: u8,
+    reserved: [u8; 2],
+    epoch: U32,
+    hint: U32,
+    reserved2: [u8; 4],
+}
+
+const _: () = assert!(std::mem::size_of::<RawRecordHeader>() == RECORD_HEADER_LEN);
+
+/// Total encoded size of a record with a body of `body_len` bytes, padding included.
+pub const fn encoded_len(body_len: usize) -> usize {
+    (RECORD_HEADER_LEN + body_len + RECORD_ALIGN - 1) & !(RECORD_ALIGN - 1)
+}
+
+/// A validated record frame borrowed from a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// Record kind byte.
+    pub kind: u8,
+    /// Flag bits.
+    pub flags: u8,
+    /// Durable hint: chunk bytes below this offset were synced when the record was written.
+    pub hint: u32,
+    /// The record body.
+    pub body: &'a [u8],
+    /// Bytes the record occupies, padding included.
+    pub encoded_len: usize,
+}
+
+/// Why no frame could be decoded at a position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// Fewer than a header's worth of bytes remain.
+    Truncated,
+    /// The bytes are damaged, stale or not a record.
+    Corrupt(CorruptionKind),
+}
+
+/// Decode the frame at the start of `buf`. Total: never panics, whatever the bytes.
+pub fn decode_frame(buf: &[u8], epoch_tag: u32) -> Result<Frame<'_>, FrameError> {
+    let Some(head) = buf.get(..RECORD_HEADER_LEN) else {
+        return Err(FrameError::Truncated);
+    };
+    let Ok(raw) = RawRecordHeader::ref_from_bytes(head) else {
+        return Err(FrameError::Truncated);
+    };
+    if head.iter().all(|&b| b == 0) {
+        return Err(FrameError::Corrupt(CorruptionKind::ZeroHeader));
+    }
+    let found = raw.epoch.get();
+    if found != epoch_tag {
+        return Err(FrameError::Corrupt(CorruptionKind::EpochMismatch {
+            expected: epoch_tag,
+            found,
+        }));
+    }
+    if raw.reserved != [0; 2] || raw.reserved2 != [0; 4] || raw.flags & !FLAG_CONTINUES != 0 {
+        return Err(FrameError::Corrupt(CorruptionKind::ReservedBits));
+    }
+    let len = raw.len.get();
+    let end = RECORD_HEADER_LEN as u64 + u64::from(len);
+    if end > buf.len() as u64 {
+        return Err(FrameError::Corrupt(CorruptionKind::BadLength { len }));
+    }
+    let end = end as usize;
+    let covered = buf.get(4..end).unwrap_or_default();
+    let computed = crc32c::crc32c(covered);
+    if computed != raw.crc.get() {
+        return Err(FrameError::Corrupt(CorruptionKind::RecordChecksum {
+            stored: raw.crc.get(),
+            computed,
+        }));
+    }
+    Ok(Frame {
+        kind: raw.kind,
+        flags: raw.flags,
+        hint: raw.hint.get(),
+        body: buf.get(RECORD_HEADER_LEN..end).unwrap_or_default(),
+        encoded_len: encoded_len(len as usize),
+    })
+}
+
+/// Write a complete record into `dst`, which must be exactly `encoded_len(body_len)` long.
+/// `fill` writes the body into the slice it is given. Returns the CRC written.
+pub fn write_frame(
+    dst: &mut [u8],
+    kind: u8,
+    flags: u8,
+    epoch_tag: u32,
+    hint: u32,
+    body_len: usize,
+    fill: impl FnOnce(&mut [u8]),
+) -> u32 {
+    debug_assert_eq!(dst.len(), encoded_len(body_len));
+    let (head, rest) = dst.split_at_mut(RECORD_HEADER_LEN);
+    let (body, pad) = rest.split_at_mut(body_len);
+    fill(body);
+    pad.fill(0);
+    let raw = RawRecordHeader {
+        crc: U32::new(0),
+        len: U32::new(body_len as u32),
+        kind,
+        flags,
+        reserved: [0; 2],
+        epoch: U32::new(epoch_tag),
+        hint: U32::new(hint),
+        reserved2: [0; 4],
+    };
+    head.copy_from_slice(raw.as_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[4..]), body);
+    head[..4].copy_from_slice(&crc.to_le_bytes());
+    crc
+}

@@ -1,0 +1,7 @@
+//! The entry index (a lock-free `SkipMap`) and the bounded payload cache.
+
+mod cache;
+mod entries;
+
+pub use cache::{CacheStat, PayloadCache};
+pub use entries::{EntryIndex, Loc};

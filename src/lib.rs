@@ -1,0 +1,41 @@
+//! chunkwal: a memory-mapped, segmented write-ahead log for Raft logs.
+//!
+//! Entries are copied straight into preallocated, memory-mapped chunk files. A flush thread
+//! makes them durable with `msync` (group commit) and reports back in order. A lock-free
+//! `SkipMap` index and a bounded payload cache serve readers on any thread without ever
+//! blocking the writer.
+//!
+//! ```no_run
+//! use chunkwal::{Config, LogId, Wal};
+//! let wal = Wal::open(Config::new("/tmp/my-raft-log"))?;
+//! wal.append([(LogId::new(1, 1), bytes::Bytes::from_static(b"hello"))])?;
+//! wal.flush_blocking()?; // durable from here on
+//! assert_eq!(wal.read(1, 2)?[0].1, &b"hello"[..]);
+//! # Ok::<(), chunkwal::Error>(())
+//! ```
+//!
+//! Layers, bottom up: [`format`] (bytes) → `chunk` (files and maps) → `flush` (the worker)
+//! → `index` (SkipMap and cache) → [`Wal`] (the core).
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod chunk;
+mod config;
+mod core;
+mod error;
+mod flush;
+pub mod format;
+mod index;
+mod types;
+
+pub use crate::chunk::{chunk_file_name, scan_chunk, Scanned, Tail, LOCK_FILE};
+pub use crate::config::{
+    Config, RecoveryMode, SyncHook, SyncRecorder, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
+};
+pub use crate::core::{
+    inspect_dir, AccessStat, ChunkReport, ChunkStat, DumpData, DumpRecord, OwnedRecord, Reader,
+    Stat, Wal,
+};
+pub use crate::error::{CorruptionKind, Error, Result};
+pub use crate::index::CacheStat;
+pub use crate::types::{LogId, LogState};

@@ -1,0 +1,54 @@
+//! Plain value types shared by every layer: log ids and the replayed log state.
+
+use bytes::Bytes;
+
+/// A Raft log id: the term that created the entry and its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct LogId {
+    /// The leader term that created the entry.
+    pub term: u64,
+    /// The position of the entry in the log.
+    pub index: u64,
+}
+
+impl LogId {
+    /// Build a log id.
+    pub const fn new(term: u64, index: u64) -> Self {
+        LogId { term, index }
+    }
+}
+
+impl std::fmt::Display for LogId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.term, self.index)
+    }
+}
+
+/// The Raft state the log rebuilds on open: everything except the entries.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogState {
+    /// The last saved vote, as opaque bytes.
+    pub vote: Option<Bytes>,
+    /// The id of the last entry, or the purge point when every entry is purged.
+    pub last: Option<LogId>,
+    /// The last committed log id the application recorded.
+    pub committed: Option<LogId>,
+    /// The highest purged log id (index *and* term).
+    pub purged: Option<LogId>,
+    /// Opaque application data.
+    pub user_data: Option<Bytes>,
+}
+
+impl LogState {
+    /// The index the next appended entry must have, if the log constrains it.
+    pub fn next_index(&self) -> Option<u64> {
+        self.last.map(|l| l.index + 1)
+    }
+
+    /// The first index still held, if any entry is held.
+    pub fn first_index(&self) -> Option<u64> {
+        let last = self.last?;
+        let first = self.purged.map_or(0, |p| p.index + 1);
+        (first <= last.index).then_some(first)
+    }
+}
