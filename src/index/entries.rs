@@ -69,18 +69,8 @@ impl EntryIndex {
         self.map.len()
     }
 
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
     /// Largest index held, with its location.
     pub fn last(&self) -> Option<(u64, Loc)> {
         self.map.back().map(|e| (*e.key(), *e.value()))
-    }
-
-    /// Smallest index held.
-    pub fn first(&self) -> Option<u64> {
-        self.map.front().map(|e| *e.key())
     }
 }

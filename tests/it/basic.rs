@@ -1,0 +1,74 @@
+//! Append, read, reopen, truncate, purge and rotation through the public API.
+
+use bytes::Bytes;
+use chunkwal::{Error, LogId, Wal};
+
+use crate::common::*;
+
+#[test]
+fn append_flush_reopen_read() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let wal = open(d.path());
+        wal.append(entries(1, 101, 1, 100)).unwrap();
+        assert_holds(&wal, 1, 101, 1, 100);
+        wal.flush_blocking().unwrap();
+        assert_eq!(wal.durable_index(), Some(100));
+    }
+    let wal = open(d.path());
+    assert_eq!(wal.log_state().last, Some(LogId::new(1, 100)));
+    assert_holds(&wal, 1, 101, 1, 100);
+    wal.append(entries(101, 111, 2, 10)).unwrap();
+    assert_eq!(wal.read(101, 111).unwrap().len(), 10);
+}
+
+#[test]
+fn rotation_across_many_chunks_then_reopen() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let wal = open(d.path());
+        for b in 0..50u64 {
+            wal.append(entries(b * 100 + 1, b * 100 + 101, 3, 300))
+                .unwrap();
+        }
+        wal.flush_blocking().unwrap();
+        assert!(wal.stat().chunks.len() > 20, "{:?}", wal.stat().chunks.len());
+    }
+    let wal = open(d.path());
+    assert_holds(&wal, 1, 5001, 3, 300);
+}
+
+#[test]
+fn truncate_and_purge_survive_reopen() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let wal = open(d.path());
+        wal.append(entries(1, 2001, 1, 200)).unwrap();
+        wal.truncate(1500).unwrap();
+        wal.append(entries(1500, 1600, 2, 200)).unwrap();
+        wal.purge(LogId::new(1, 1000)).unwrap();
+        wal.commit(LogId::new(2, 1550)).unwrap();
+        wal.save_vote(Bytes::from_static(b"vote:2")).unwrap();
+        wal.save_user_data(Some(Bytes::from_static(b"ud"))).unwrap();
+        wal.flush_blocking().unwrap();
+        wal.wait_worker_idle();
+    }
+    let wal = open(d.path());
+    let s = wal.log_state();
+    assert_eq!(s.last, Some(LogId::new(2, 1599)));
+    assert_eq!(s.purged, Some(LogId::new(1, 1000)));
+    assert_eq!(s.committed, Some(LogId::new(2, 1550)));
+    assert_eq!(s.vote.as_deref(), Some(&b"vote:2"[..]));
+    assert_eq!(s.user_data.as_deref(), Some(&b"ud"[..]));
+    assert_holds(&wal, 1001, 1500, 1, 200);
+    assert_holds(&wal, 1500, 1600, 2, 200);
+    assert!(matches!(wal.read(999, 1002), Err(Error::OutOfRange { .. })));
+    assert!(matches!(wal.read(1599, 1601), Err(Error::OutOfRange { .. })));
+}
+
+#[test]
+fn second_open_is_locked() {
+    let d = tempfile::tempdir().unwrap();
+    let _wal = open(d.path());
+    assert!(matches!(Wal::open(cfg(d.path())), Err(Error::Locked { .. })));
+}

@@ -1,0 +1,43 @@
+//! Helpers shared by the integration tests.
+
+use bytes::Bytes;
+use chunkwal::{Config, LogId, Wal};
+
+/// Small chunks so rotation happens often.
+pub const SMALL_CHUNK: u64 = 64 * 1024;
+
+pub fn cfg(dir: &std::path::Path) -> Config {
+    Config::new(dir).chunk_size(SMALL_CHUNK)
+}
+
+pub fn payload(index: u64, len: usize) -> Bytes {
+    let mut v = Vec::with_capacity(len);
+    let mut x = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for _ in 0..len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.push(x as u8);
+    }
+    Bytes::from(v)
+}
+
+pub fn entries(from: u64, to: u64, term: u64, len: usize) -> Vec<(LogId, Bytes)> {
+    (from..to)
+        .map(|i| (LogId::new(term, i), payload(i, len)))
+        .collect()
+}
+
+pub fn open(dir: &std::path::Path) -> Wal {
+    Wal::open(cfg(dir)).expect("open")
+}
+
+/// Check the log holds exactly `[from, to)` with payloads from `payload(i, len)`.
+pub fn assert_holds(wal: &Wal, from: u64, to: u64, term: u64, len: usize) {
+    let got = wal.read(from, to).expect("read");
+    assert_eq!(got.len() as u64, to - from);
+    for (id, p) in got {
+        assert_eq!(id.term, term, "term of {}", id.index);
+        assert_eq!(p, payload(id.index, len), "payload of {}", id.index);
+    }
+}
