@@ -66,6 +66,24 @@ pub fn list_chunks(dir: &Path) -> Result<Vec<u64>> {
     Ok(seqs)
 }
 
+/// True if the file is empty or holds only zero bytes (a chunk that never got its header).
+pub fn is_blank(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut f = File::open(path).map_err(|e| Error::io("open chunk", path, e))?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| Error::io("read chunk", path, e))?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+    }
+}
+
 /// Sorted chunk sequence numbers in `dir`, changing nothing.
 pub fn list_chunks_readonly(dir: &Path) -> Result<Vec<u64>> {
     let rd = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;

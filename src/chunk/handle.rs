@@ -44,8 +44,7 @@ pub fn open_existing(path: &Path, seq: u64, writable: bool) -> Result<Opened> {
         .len();
     let mut head = [0u8; HEADER_LEN];
     let n = read_prefix(&file, &mut head).map_err(|e| Error::io("read chunk header", path, e))?;
-    if head[..n].iter().all(|&b| b == 0) && (n < HEADER_LEN || len == n as u64 || all_zero(&file)?)
-    {
+    if head[..n].iter().all(|&b| b == 0) && super::file::is_blank(path)? {
         return Ok(Opened::Blank);
     }
     let header = match ChunkHeader::decode(&head[..n]) {
@@ -113,22 +112,4 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
         n += r;
     }
     Ok(n)
-}
-
-fn all_zero(file: &File) -> Result<bool> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; 1 << 16];
-    let mut off = 0u64;
-    loop {
-        let r = file
-            .read_at(&mut buf, off)
-            .map_err(|e| Error::io("read chunk", Path::new("chunk"), e))?;
-        if r == 0 {
-            return Ok(true);
-        }
-        if buf[..r].iter().any(|&b| b != 0) {
-            return Ok(false);
-        }
-        off += r as u64;
-    }
 }

@@ -6,8 +6,8 @@ mod mmap;
 mod scan;
 
 pub use file::{
-    chunk_file_name, chunk_path, install_chunk, list_chunks, list_chunks_readonly, lock_dir,
-    prepare_chunk, sync_dir, LOCK_FILE,
+    chunk_file_name, chunk_path, install_chunk, is_blank, list_chunks, list_chunks_readonly,
+    lock_dir, prepare_chunk, sync_dir, LOCK_FILE,
 };
 pub use handle::{open_existing, Chunk, Opened};
 pub use mmap::{Region, RegionWriter};

@@ -45,6 +45,26 @@ fn prepare_dir(config: &Config) -> Result<()> {
     }
 }
 
+/// A newest chunk file that is empty or all zero never received a header, so it holds no
+/// records: under the tolerant mode it is removed (it cannot hold acknowledged data).
+fn drop_blank_newest(config: &Config, seqs: &mut Vec<u64>) -> Result<()> {
+    let Some(&seq) = seqs.last() else {
+        return Ok(());
+    };
+    let path = chunk_path(&config.dir, seq);
+    if !crate::chunk::is_blank(&path)? {
+        return Ok(());
+    }
+    if config.recovery_mode == RecoveryMode::Strict {
+        return Err(Error::corrupt(seq, 0, CorruptionKind::ShortFile { len: 0 }));
+    }
+    tracing::warn!(seq, "removing blank newest chunk");
+    std::fs::remove_file(&path).map_err(|e| Error::io("remove blank chunk", &path, e))?;
+    sync_dir(&config.dir)?;
+    seqs.pop();
+    Ok(())
+}
+
 /// Open (or create) the log described by `config`.
 pub(crate) fn open(config: Config) -> Result<Opened2> {
     config.validate()?;
@@ -61,6 +81,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
             ));
         }
     }
+    drop_blank_newest(&config, &mut seqs)?;
     let index = EntryIndex::default();
     let chunks = SkipMap::new();
     let mut state = LogState::default();

@@ -287,6 +287,14 @@ impl Wal {
         self.shutdown()
     }
 
+    /// Stop like a killed process would: queued syncs finish, but no checkpoint is written
+    /// and nothing more is synced. The page cache keeps what was written, as after `kill -9`.
+    /// For crash tests.
+    #[doc(hidden)]
+    pub fn simulate_crash(self) {
+        self.writer.lock().worker.shutdown();
+    }
+
     fn shutdown(&self) -> Result<()> {
         let mut w = self.writer.lock();
         if w.worker.tx.is_none() {

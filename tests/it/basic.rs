@@ -32,7 +32,11 @@ fn rotation_across_many_chunks_then_reopen() {
                 .unwrap();
         }
         wal.flush_blocking().unwrap();
-        assert!(wal.stat().chunks.len() > 20, "{:?}", wal.stat().chunks.len());
+        assert!(
+            wal.stat().chunks.len() > 20,
+            "{:?}",
+            wal.stat().chunks.len()
+        );
     }
     let wal = open(d.path());
     assert_holds(&wal, 1, 5001, 3, 300);
@@ -63,12 +67,18 @@ fn truncate_and_purge_survive_reopen() {
     assert_holds(&wal, 1001, 1500, 1, 200);
     assert_holds(&wal, 1500, 1600, 2, 200);
     assert!(matches!(wal.read(999, 1002), Err(Error::OutOfRange { .. })));
-    assert!(matches!(wal.read(1599, 1601), Err(Error::OutOfRange { .. })));
+    assert!(matches!(
+        wal.read(1599, 1601),
+        Err(Error::OutOfRange { .. })
+    ));
 }
 
 #[test]
 fn second_open_is_locked() {
     let d = tempfile::tempdir().unwrap();
     let _wal = open(d.path());
-    assert!(matches!(Wal::open(cfg(d.path())), Err(Error::Locked { .. })));
+    assert!(matches!(
+        Wal::open(cfg(d.path())),
+        Err(Error::Locked { .. })
+    ));
 }

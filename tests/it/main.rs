@@ -1,4 +1,5 @@
 //! Integration tests: one binary, one module per concern.
 
-mod common;
 mod basic;
+mod common;
+mod recovery;
