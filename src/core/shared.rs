@@ -44,6 +44,15 @@ pub(crate) struct Shared {
     pub counters: Counters,
 }
 
+/// The log's last id if everything from `since` on were removed.
+pub(crate) fn last_before(state: &LogState, index: &EntryIndex, since: u64) -> Option<LogId> {
+    let prev = since.checked_sub(1)?;
+    if let Some(loc) = index.get(prev) {
+        return Some(LogId::new(loc.term, prev));
+    }
+    state.purged.filter(|p| p.index <= prev)
+}
+
 /// Apply one record to `state` and `index`. Used by replay at open and by the writer, so
 /// both agree on what every record means. `copy` turns borrowed bytes into owned ones.
 pub(crate) fn apply(
@@ -75,14 +84,9 @@ pub(crate) fn apply(
             );
             state.last = Some(id);
         }
-        Record::Truncate { since } => {
-            if state.last.is_some_and(|l| since <= l.index) {
-                index.remove_from(since);
-                state.last = match index.last() {
-                    Some((i, loc)) => Some(LogId::new(loc.term, i)),
-                    None => state.purged.filter(|p| p.index < since),
-                };
-            }
+        Record::Truncate { since, last } => {
+            index.remove_from(since);
+            state.last = last;
         }
         Record::Purge { upto } => {
             if state.purged.is_none_or(|p| p.index < upto.index) {
@@ -97,6 +101,15 @@ pub(crate) fn apply(
         Record::Vote { vote } => state.vote = Some(copy(vote)),
         Record::UserData { data } => state.user_data = data.map(|d| copy(d)),
         Record::State(img) => {
+            // An image is authoritative: entries it does not cover go (a no-op for the image
+            // at the start of a chunk; a reset writes one that empties the log).
+            match img.last {
+                Some(l) => index.remove_from(l.index.saturating_add(1)),
+                None => index.remove_from(0),
+            }
+            if let Some(p) = img.purged {
+                index.remove_upto(p.index);
+            }
             state.vote = img.vote.map(|v| copy(v));
             state.last = img.last;
             state.committed = img.committed;

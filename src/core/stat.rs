@@ -52,6 +52,8 @@ pub enum OwnedRecord {
     Truncate {
         /// First removed index.
         since: u64,
+        /// Last id after the truncation.
+        last: Option<LogId>,
     },
     /// Purge through `upto`.
     Purge {
@@ -88,7 +90,7 @@ impl OwnedRecord {
                 id,
                 payload: b(payload),
             },
-            Record::Truncate { since } => OwnedRecord::Truncate { since },
+            Record::Truncate { since, last } => OwnedRecord::Truncate { since, last },
             Record::Purge { upto } => OwnedRecord::Purge { upto },
             Record::Commit { id } => OwnedRecord::Commit { id },
             Record::Vote { vote } => OwnedRecord::Vote { vote: b(vote) },

@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 
 use super::read::Reader;
 use super::recovery::open;
-use super::shared::Counters;
+use super::shared::{last_before, Counters};
 use super::writer::{max_meta, max_payload, Writer};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -157,7 +157,8 @@ impl Wal {
         if w.state.last.is_none_or(|l| since > l.index) {
             return Ok(());
         }
-        w.write(&[Record::Truncate { since }], &[], false)
+        let last = last_before(&w.state, &w.shared.index, since);
+        w.write(&[Record::Truncate { since, last }], &[], false)
     }
 
     /// Truncate at `since` and append `entries` (which must start at `since`) as one
@@ -184,7 +185,8 @@ impl Wal {
         }
         self.check_entries(&w.state, Some(since), &ids, &payloads)?;
         let mut recs = Vec::with_capacity(ids.len() + 1);
-        recs.push(Record::Truncate { since });
+        let last = last_before(&w.state, &w.shared.index, since);
+        recs.push(Record::Truncate { since, last });
         recs.extend(entry_records(&ids, &payloads));
         w.write(&recs, &payloads, true)
     }
@@ -199,6 +201,12 @@ impl Wal {
         }
         w.write(&[Record::Purge { upto }], &[], false)?;
         w.retire_chunks(upto)
+    }
+
+    /// Remove every entry and the purge point (vote and user data stay), so the next
+    /// append may start at any index. Durable after a later flush.
+    pub fn reset(&self) -> Result<()> {
+        self.lock()?.reset()
     }
 
     /// Record the committed log id.

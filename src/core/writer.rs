@@ -159,9 +159,9 @@ impl Writer {
                     }
                     pi += 1;
                 }
-                Record::Truncate { since } => {
+                Record::Truncate { since, last } => {
                     self.shared.cache.remove_from(*since);
-                    self.gen = self.shared.durable.on_truncate(*since);
+                    self.gen = self.shared.durable.on_truncate(last.map(|l| l.index));
                 }
                 Record::Purge { upto } => self.shared.cache.remove_upto(upto.index),
                 _ => {}
@@ -191,6 +191,20 @@ impl Writer {
         img.vote = v.as_deref();
         img.user_data = u.as_deref();
         self.fits(encoded_len(Record::State(img).body_len()))
+    }
+
+    /// Empty the log: a state image with no entries and no purge point (vote and user data
+    /// kept), then retire every older chunk once that image is durable.
+    pub fn reset(&mut self) -> Result<()> {
+        self.state.last = None;
+        self.state.purged = None;
+        self.state.committed = None;
+        self.put_state()?;
+        self.shared.index.remove_from(0);
+        self.shared.cache.remove_from(0);
+        self.gen = self.shared.durable.on_truncate(None);
+        *self.shared.state.write() = self.state.clone();
+        self.retire_chunks(LogId::new(u64::MAX, u64::MAX))
     }
 
     /// Write a full state image as its own group.

@@ -94,12 +94,12 @@ impl DurableState {
         }
     }
 
-    /// A truncate removed entries from `since` on: nothing at or past it is durable any more.
-    pub fn on_truncate(&self, since: u64) -> u64 {
+    /// A truncate left `last` as the last index: nothing past it is durable any more.
+    pub fn on_truncate(&self, last: Option<u64>) -> u64 {
         let mut g = self.gen.lock();
         *g += 1;
         let cur = self.index.load(Ordering::Acquire);
-        let capped = if since == 0 { NONE } else { since - 1 };
+        let capped = last.unwrap_or(NONE);
         if cur != NONE && (capped == NONE || cur > capped) {
             self.index.store(capped, Ordering::Release);
         }

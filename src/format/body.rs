@@ -41,6 +41,9 @@ pub enum Record<'a> {
     Truncate {
         /// First index removed.
         since: u64,
+        /// The log's last id once the truncation is applied (stored, so replay never has
+        /// to derive it from entries that may live in deleted chunks).
+        last: Option<LogId>,
     },
     /// Remove every entry up to and including `upto`.
     Purge {
@@ -170,7 +173,7 @@ impl<'a> Record<'a> {
     pub fn body_len(&self) -> usize {
         match self {
             Record::Entry { payload, .. } => 16 + payload.len(),
-            Record::Truncate { .. } => 8,
+            Record::Truncate { last, .. } => 9 + 16 * (last.is_some() as usize),
             Record::Purge { .. } | Record::Commit { .. } => 16,
             Record::Vote { vote } => vote.len(),
             Record::UserData { data } => 1 + data.map_or(0, |d| d.len()),
@@ -192,7 +195,13 @@ impl<'a> Record<'a> {
                 let at = put_id(dst, 0, *id);
                 dst[at..].copy_from_slice(payload);
             }
-            Record::Truncate { since } => dst.copy_from_slice(&since.to_le_bytes()),
+            Record::Truncate { since, last } => {
+                dst[..8].copy_from_slice(&since.to_le_bytes());
+                dst[8] = last.is_some() as u8;
+                if let Some(id) = last {
+                    put_id(dst, 9, *id);
+                }
+            }
             Record::Purge { upto: id } | Record::Commit { id } => {
                 put_id(dst, 0, *id);
             }
@@ -242,7 +251,12 @@ impl<'a> Record<'a> {
             }
             KIND_TRUNCATE => {
                 let since = c.u64()?;
-                c.finish(Record::Truncate { since })
+                let last = match c.u8()? {
+                    0 => None,
+                    1 => Some(c.id()?),
+                    _ => return Err(c.bad("presence byte")),
+                };
+                c.finish(Record::Truncate { since, last })
             }
             KIND_PURGE => {
                 let upto = c.id()?;

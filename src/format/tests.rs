@@ -30,7 +30,14 @@ fn samples() -> Vec<Record<'static>> {
             id: LogId::new(0, 0),
             payload: b"",
         },
-        Record::Truncate { since: 9 },
+        Record::Truncate {
+            since: 9,
+            last: None,
+        },
+        Record::Truncate {
+            since: 9,
+            last: Some(LogId::new(2, 8)),
+        },
         Record::Purge {
             upto: LogId::new(2, 5),
         },

@@ -82,3 +82,25 @@ fn second_open_is_locked() {
         Err(Error::Locked { .. })
     ));
 }
+
+#[test]
+fn reset_empties_the_log_and_survives_reopen() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let wal = open(d.path());
+        wal.append(entries(1, 3001, 1, 100)).unwrap();
+        wal.save_vote(Bytes::from_static(b"v")).unwrap();
+        wal.purge(LogId::new(1, 10)).unwrap();
+        wal.reset().unwrap();
+        assert_eq!(wal.log_state().last, None);
+        assert!(wal.read(11, 12).is_err());
+        wal.append(entries(7, 9, 2, 10)).unwrap();
+        wal.wait_worker_idle();
+    }
+    let wal = open(d.path());
+    let s = wal.log_state();
+    assert_eq!((s.last, s.purged), (Some(LogId::new(2, 8)), None));
+    assert_eq!(s.vote.as_deref(), Some(&b"v"[..]));
+    assert_holds(&wal, 7, 9, 2, 10);
+    assert!(wal.stat().chunks.len() <= 2);
+}

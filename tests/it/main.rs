@@ -2,4 +2,6 @@
 
 mod basic;
 mod common;
+mod concurrent;
+mod model;
 mod recovery;
