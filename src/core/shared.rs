@@ -99,7 +99,7 @@ pub(crate) fn apply(
         }
         Record::Commit { id } => state.committed = Some(id),
         Record::Vote { vote } => state.vote = Some(copy(vote)),
-        Record::UserData { data } => state.user_data = data.map(|d| copy(d)),
+        Record::UserData { data } => state.user_data = data.map(&mut *copy),
         Record::State(img) => {
             // An image is authoritative: entries it does not cover go (a no-op for the image
             // at the start of a chunk; a reset writes one that empties the log).
@@ -110,11 +110,11 @@ pub(crate) fn apply(
             if let Some(p) = img.purged {
                 index.remove_upto(p.index);
             }
-            state.vote = img.vote.map(|v| copy(v));
+            state.vote = img.vote.map(&mut *copy);
             state.last = img.last;
             state.committed = img.committed;
             state.purged = img.purged;
-            state.user_data = img.user_data.map(|d| copy(d));
+            state.user_data = img.user_data.map(&mut *copy);
         }
         Record::Seal => {}
     }

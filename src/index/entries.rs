@@ -69,8 +69,4 @@ impl EntryIndex {
         self.map.len()
     }
 
-    /// Largest index held, with its location.
-    pub fn last(&self) -> Option<(u64, Loc)> {
-        self.map.back().map(|e| (*e.key(), *e.value()))
-    }
 }
