@@ -124,7 +124,10 @@ fn a_panicking_sync_poisons_instead_of_hanging() {
     wal.append(entries(11, 21, 1, 10)).unwrap();
     let err = wal.flush_blocking().unwrap_err();
     assert!(err.is_poisoned(), "{err}");
-    assert!(wal.append(entries(21, 22, 1, 10)).unwrap_err().is_poisoned());
+    assert!(wal
+        .append(entries(21, 22, 1, 10))
+        .unwrap_err()
+        .is_poisoned());
     assert!(wal.flush_blocking().unwrap_err().is_poisoned());
     drop(wal);
     // Reopen without the hook: what was written is there (the page cache kept it).
