@@ -134,3 +134,23 @@ fn a_panicking_sync_poisons_instead_of_hanging() {
     let wal = open(d.path());
     assert_holds(&wal, 1, 21, 1, 10);
 }
+
+#[test]
+fn handles_are_thread_safe() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Wal>();
+    assert_send_sync::<chunkwal::Reader>();
+    assert_send_sync::<Error>();
+    // Zero-copy reads outlive the log handle and keep their bytes.
+    let d = tempfile::tempdir().unwrap();
+    let wal = open(d.path());
+    wal.append(entries(1, 3, 1, 1000)).unwrap();
+    wal.flush_blocking().unwrap();
+    wal.wait_worker_idle();
+    wal.drain_cache_evictable();
+    assert_eq!(wal.access_stat().cache.items, 0);
+    let got = wal.read(1, 3).unwrap();
+    assert_eq!(wal.access_stat().cache.misses, 2, "served from the map");
+    drop(wal);
+    assert_eq!(got[1].1, payload(2, 1000));
+}
