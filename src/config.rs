@@ -14,7 +14,8 @@ pub enum RecoveryMode {
     /// [`Error::Corruption`].
     #[default]
     TolerateTornTail,
-    /// Any damage, including a torn tail, is an error. Nothing is modified.
+    /// Any damage, including a torn tail, is an error, and no record is changed. (Leftover
+    /// temporary chunk files are still removed, and a short newest chunk is re-extended.)
     Strict,
 }
 

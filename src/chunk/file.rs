@@ -131,8 +131,7 @@ pub fn prepare_chunk(dir: &Path, seq: u64, size: u64) -> Result<(File, ChunkHead
             .write(true)
             .open(&tmp)
             .map_err(|e| Error::io("create chunk", &tmp, e))?;
-        f.allocate(size)
-            .map_err(|e| Error::io("preallocate chunk", &tmp, e))?;
+        preallocate(&f, size).map_err(|e| Error::io("preallocate chunk", &tmp, e))?;
         let header = ChunkHeader {
             version: FORMAT_VERSION,
             chunk_seq: seq,
@@ -153,6 +152,13 @@ pub fn prepare_chunk(dir: &Path, seq: u64, size: u64) -> Result<(File, ChunkHead
             Err(e)
         }
     }
+}
+
+/// Allocate blocks for the first `len` bytes of `f` (so stores through a map never hit
+/// ENOSPC), extending it if needed. Reports the real error, ENOSPC included.
+pub fn preallocate(f: &File, len: u64) -> std::io::Result<()> {
+    rustix::fs::fallocate(f, rustix::fs::FallocateFlags::empty(), 0, len)
+        .map_err(std::io::Error::from)
 }
 
 /// Rename a prepared chunk into place and fsync the directory.

@@ -79,7 +79,7 @@ pub fn open_existing(path: &Path, seq: u64, writable: bool) -> Result<Opened> {
             ));
         }
         if len < want {
-            fs2::FileExt::allocate(&file, want)
+            super::file::preallocate(&file, want)
                 .map_err(|e| Error::io("re-extend chunk", path, e))?;
         }
         let w = Region::map_writable(&file, want as usize, path)

@@ -231,6 +231,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         requested_to: end,
         gen: 0,
         worker,
+        spare: None,
     };
     if sealed {
         writer.rotate(false)?;

@@ -285,8 +285,9 @@ impl Wal {
     /// Evict every cached payload that is durable. Call after [`Wal::wait_worker_idle`] to
     /// bring the cache to a deterministic state.
     pub fn drain_cache_evictable(&self) {
-        let s = self.reader.shared();
-        s.cache.evict(s.durable.index(), true);
+        // Under the writer lock: every cache mutation is made by one thread at a time.
+        let w = self.writer.lock();
+        w.shared.cache.evict(w.shared.durable.index(), true);
     }
 
     /// Write a final state record, sync, and stop the worker. Dropping does the same,

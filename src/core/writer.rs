@@ -12,7 +12,9 @@ use crate::chunk::{chunk_path, install_chunk, prepare_chunk, Chunk, Region, Regi
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::flush::{sync_region, Callback, DurableState, Job, SyncTarget, WorkerHandle};
-use crate::format::{encoded_len, write_frame, Record, StateImage, FLAG_CONTINUES, HEADER_LEN};
+use crate::format::{
+    encoded_len, write_frame, ChunkHeader, Record, StateImage, FLAG_CONTINUES, HEADER_LEN,
+};
 use crate::types::{LogId, LogState};
 
 /// Bytes kept free at the end of every chunk for its seal record.
@@ -40,6 +42,17 @@ pub(crate) struct Writer {
     pub requested_to: usize,
     pub gen: u64,
     pub worker: WorkerHandle,
+    /// The next chunk, prepared ahead (preallocated, header synced, not yet installed).
+    pub spare: Option<Spare>,
+}
+
+/// A prepared but not installed chunk. If the writer goes away first, its temporary file is
+/// removed by the next open.
+pub(crate) struct Spare {
+    seq: u64,
+    header: ChunkHeader,
+    tmp: PathBuf,
+    w: RegionWriter,
 }
 
 /// Largest payload accepted for a given chunk size.
@@ -47,7 +60,8 @@ pub(crate) fn max_payload(chunk_size: u64) -> u64 {
     // Room for the header, the seal, a state image with vote and user data at their own
     // maximum (chunk_size / 8 each), and a truncate record that may share the group.
     let state_max = encoded_len(1 + 48 + 8 + 2 * (chunk_size as usize / 8));
-    let room = chunk_size as usize - HEADER_LEN - SEAL_LEN - state_max - encoded_len(8);
+    // The largest truncate record: since, presence byte, log id.
+    let room = chunk_size as usize - HEADER_LEN - SEAL_LEN - state_max - encoded_len(25);
     (room - encoded_len(16) - 8) as u64
 }
 
@@ -94,6 +108,12 @@ impl Writer {
         payloads: &[Bytes],
         tie_first: bool,
     ) -> Result<()> {
+        // A batch that needs a new chunk gets it before anything is written, so a full
+        // disk fails the call with nothing changed.
+        let total: usize = recs.iter().map(|r| encoded_len(r.body_len())).sum();
+        if !self.fits(total) {
+            self.ensure_spare()?;
+        }
         let mut written = Vec::with_capacity(payloads.len());
         let r = self.write_groups(recs, tie_first, &mut written);
         // Even after a mid-batch failure what was written is complete and applied: publish
@@ -198,10 +218,21 @@ impl Writer {
     /// Empty the log: a state image with no entries and no purge point (vote and user data
     /// kept), then retire every older chunk once that image is durable.
     pub fn reset(&mut self) -> Result<()> {
+        let before = self.state.clone();
         self.state.last = None;
         self.state.purged = None;
         self.state.committed = None;
-        self.put_state()?;
+        if !self.fits_state() {
+            self.state = before.clone();
+            self.rotate(true)?;
+            self.state.last = None;
+            self.state.purged = None;
+            self.state.committed = None;
+        }
+        if let Err(e) = self.put_state() {
+            self.state = before;
+            return Err(e);
+        }
         self.shared.index.remove_from(0);
         self.shared.cache.remove_from(0);
         self.gen = self.shared.durable.on_truncate(None);
@@ -246,38 +277,61 @@ impl Writer {
         Ok(())
     }
 
-    /// Seal the active chunk (unless it already is), make it durable, and switch to a new one
-    /// that starts with a state image. A full disk leaves everything as it was.
-    pub fn rotate(&mut self, seal_old: bool) -> Result<()> {
+    /// Prepare the next chunk if it is not ready yet.
+    pub fn ensure_spare(&mut self) -> Result<()> {
         let seq = self.active.seq + 1;
-        let dir = self.shared.dir.clone();
-        let size = self.config.chunk_size;
-        let (file, header, tmp) = prepare_chunk(&dir, seq, size)?;
-        let path = chunk_path(&dir, seq);
-        let mut w = match Region::map_writable(&file, size as usize, &path) {
+        if self.spare.as_ref().is_some_and(|s| s.seq == seq) {
+            return Ok(());
+        }
+        self.spare = None;
+        let dir = &self.shared.dir;
+        let (file, header, tmp) = prepare_chunk(dir, seq, self.config.chunk_size)?;
+        let path = chunk_path(dir, seq);
+        let w = match Region::map_writable(&file, self.config.chunk_size as usize, &path) {
             Ok(w) => w,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(Error::io("map chunk", &path, e));
             }
         };
+        self.spare = Some(Spare {
+            seq,
+            header,
+            tmp,
+            w,
+        });
+        Ok(())
+    }
+
+    /// Seal the active chunk (unless it already is), make it durable, and switch to a new one
+    /// that starts with a state image. A full disk leaves everything as it was.
+    pub fn rotate(&mut self, seal_old: bool) -> Result<()> {
+        self.ensure_spare()?;
+        let Some(spare) = self.spare.take() else {
+            return Err(Error::WorkerStopped);
+        };
+        let seq = spare.seq;
+        let dir = self.shared.dir.clone();
+        let path = chunk_path(&dir, seq);
         if seal_old {
             self.put(&Record::Seal, 0)?;
         }
-        let (old_seq, region, from, to) = (
+        // Sync the whole old chunk, not just what was never requested: ranges queued to the
+        // worker may not be synced yet, and nothing may follow this chunk until all of it is.
+        let (old_seq, region, to) = (
             self.active.seq,
             Arc::clone(self.w.region()),
-            self.requested_to,
             self.w.cursor(),
         );
-        self.sync_inline(old_seq, &region, from, to)?;
-        install_chunk(&dir, &tmp, seq).inspect_err(|e| {
+        self.sync_inline(old_seq, &region, 0, to)?;
+        install_chunk(&dir, &spare.tmp, seq).inspect_err(|e| {
             let kind = match e {
                 Error::Io { source, .. } => source.kind(),
                 _ => std::io::ErrorKind::Other,
             };
             self.shared.poison.poison("install chunk", kind);
         })?;
+        let Spare { header, mut w, .. } = spare;
         w.seek(HEADER_LEN);
         let chunk = Arc::new(Chunk {
             seq,

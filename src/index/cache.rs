@@ -178,12 +178,12 @@ impl PayloadCache {
             }
             if b.end() > upto.saturating_add(1) {
                 let rest = b.slice((upto + 1 - b.first) as usize, b.pos.len());
-                self.account(b.pos.len() - rest.pos.len(), b.bytes - rest.bytes, false);
+                self.account(rest.pos.len(), rest.bytes, true);
                 self.map.insert(rest.first, Arc::new(rest));
-            } else {
+            }
+            if e.remove() {
                 self.account(b.pos.len(), b.bytes, false);
             }
-            e.remove();
         }
     }
 
