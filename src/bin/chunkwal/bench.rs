@@ -159,9 +159,11 @@ fn check_bench_dir(dir: &Path) -> CmdResult {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Ok(()); // Missing: the log creates it.
     };
-    let holds_log = rd
-        .flatten()
-        .any(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".chunk")));
+    let holds_log = rd.flatten().any(|e| {
+        e.file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(".chunk"))
+    });
     if holds_log {
         return Err(Fail::error(format!(
             "{}: already holds a log; bench needs an empty directory",
@@ -302,7 +304,9 @@ pub fn run(a: Args) -> CmdResult {
         let got = wal.read(1, 1 + range)?;
         ranges.add(t.elapsed());
         if got.len() as u64 != range {
-            return Err(Fail::error("range read returned the wrong number of entries"));
+            return Err(Fail::error(
+                "range read returned the wrong number of entries",
+            ));
         }
         b.inc(1);
     }

@@ -33,7 +33,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 1 << 30,
         other => return Err(format!("unknown size unit `{other}` (use K, M or G)")),
     };
-    n.checked_mul(mul).ok_or_else(|| format!("`{s}` is too large"))
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 /// A count with a k/M/G suffix: `1234567` -> `1.23 M`.
@@ -115,6 +116,7 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// column is left-aligned, the others right-aligned (they hold numbers).
 pub struct Table {
     rows: Vec<Vec<String>>,
+    all_left: bool,
 }
 
 impl Table {
@@ -122,7 +124,14 @@ impl Table {
     pub fn new(header: &[&str]) -> Self {
         Table {
             rows: vec![header.iter().map(|s| s.to_string()).collect()],
+            all_left: false,
         }
+    }
+
+    /// Left-align every column (for field/value tables).
+    pub fn all_left(mut self) -> Self {
+        self.all_left = true;
+        self
     }
 
     /// Add a row; missing cells print empty.
@@ -147,7 +156,7 @@ impl Table {
                 if i > 0 {
                     line.push_str("  ");
                 }
-                if i == 0 {
+                if i == 0 || self.all_left {
                     line.push_str(c);
                     line.push_str(&" ".repeat(pad));
                 } else {

@@ -159,7 +159,11 @@ pub fn run(a: Args) -> CmdResult {
         .unwrap_or(64 << 20);
     let mut cfg = Config::new(&a.dir).cache(0, 0);
     cfg.create_if_missing = false;
-    if Config::new(&a.dir).chunk_size(chunk_size).validate().is_ok() {
+    if Config::new(&a.dir)
+        .chunk_size(chunk_size)
+        .validate()
+        .is_ok()
+    {
         cfg = cfg.chunk_size(chunk_size);
     }
     let wal = Wal::open(cfg)?;

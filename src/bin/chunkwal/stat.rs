@@ -105,19 +105,27 @@ impl Replay {
     /// First live entry id, if any.
     pub fn first_id(&self) -> Option<LogId> {
         let f = self.first.filter(|_| self.entries() > 0)?;
-        let term = self.terms.iter().rev().find(|r| r.0 <= f).map_or(0, |r| r.1);
+        let term = self
+            .terms
+            .iter()
+            .rev()
+            .find(|r| r.0 <= f)
+            .map_or(0, |r| r.1);
         Some(LogId::new(term, f))
     }
 }
 
 fn id_text(id: Option<LogId>) -> String {
-    id.map_or("-".into(), |i| format!("{} (term {}, index {})", i, i.term, i.index))
+    id.map_or("-".into(), |i| {
+        format!("{} (term {}, index {})", i, i.term, i.index)
+    })
 }
 
 fn id_json(id: Option<LogId>) -> serde_json::Value {
-    id.map_or(serde_json::Value::Null, |i| {
-        json!({"term": i.term, "index": i.index})
-    })
+    id.map_or(
+        serde_json::Value::Null,
+        |i| json!({"term": i.term, "index": i.index}),
+    )
 }
 
 /// Run `stat`.
@@ -152,7 +160,7 @@ pub fn run(a: Args) -> CmdResult {
         });
         writeln!(out, "{v}")?;
     } else {
-        let mut t = fmt::Table::new(&["field", "value"]);
+        let mut t = fmt::Table::new(&["field", "value"]).all_left();
         let mut row = |k: &str, v: String| t.row(vec![k.into(), v]);
         row("directory", a.dir.display().to_string());
         row(
