@@ -18,6 +18,7 @@
 //! → `index` (SkipMap and cache) → [`Wal`] (the core).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod chunk;
 mod config;

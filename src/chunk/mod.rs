@@ -4,6 +4,8 @@ mod file;
 mod handle;
 mod mmap;
 mod scan;
+#[cfg(test)]
+mod tests;
 
 pub use file::{
     chunk_file_name, chunk_path, install_chunk, is_blank, list_chunks, list_chunks_readonly,

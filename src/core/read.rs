@@ -90,13 +90,14 @@ impl Reader {
         let mut out = Vec::with_capacity((to - from).min(1 << 20) as usize);
         let mut chunk: Option<Arc<Chunk>> = None;
         let mut expect = from;
-        for (i, loc) in self.shared.index.range(from, to) {
+        self.shared.index.visit(from, to, |i, loc| {
             if i != expect {
                 return Err(Error::OutOfRange { from, to });
             }
             out.push((LogId::new(loc.term, i), self.payload(i, loc, &mut chunk)?));
             expect += 1;
-        }
+            Ok(())
+        })?;
         if expect != to {
             return Err(Error::OutOfRange { from, to });
         }
@@ -141,7 +142,7 @@ fn read_verified(c: &Arc<Chunk>, index: u64, loc: Loc) -> Result<Bytes> {
             let start = off + RECORD_HEADER_LEN + 16;
             c.region
                 .bytes_at(start, payload.len())
-                .ok_or_else(|| corrupt(CorruptionKind::BadLength { len: loc.len }))
+                .ok_or_else(|| corrupt(CorruptionKind::BadLength { len: 0 }))
         }
         _ => Err(corrupt(CorruptionKind::BadBody {
             kind: "entry",

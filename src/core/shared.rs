@@ -64,7 +64,7 @@ pub(crate) fn apply(
     copy: &mut dyn FnMut(&[u8]) -> Bytes,
 ) -> Result<(), CorruptionKind> {
     match *rec {
-        Record::Entry { id, payload } => {
+        Record::Entry { id, .. } => {
             if let Some(last) = state.last {
                 if id.index != last.index.wrapping_add(1) {
                     return Err(CorruptionKind::NonContiguous {
@@ -73,13 +73,12 @@ pub(crate) fn apply(
                     });
                 }
             }
-            index.insert(
+            index.push(
                 id.index,
                 Loc {
                     term: id.term,
                     chunk,
                     offset: offset as u32,
-                    len: payload.len() as u32,
                 },
             );
             state.last = Some(id);

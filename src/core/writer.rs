@@ -94,8 +94,20 @@ impl Writer {
         payloads: &[Bytes],
         tie_first: bool,
     ) -> Result<()> {
-        let r = self.write_groups(recs, payloads, tie_first);
-        // Publish even after a mid-batch failure: what was written is complete and applied.
+        let mut written = Vec::with_capacity(payloads.len());
+        let r = self.write_groups(recs, tie_first, &mut written);
+        // Even after a mid-batch failure what was written is complete and applied: publish
+        // it and cache its payloads.
+        if let Some(first) = recs.iter().find_map(|r| match r {
+            Record::Entry { id, .. } => Some(id.index),
+            _ => None,
+        }) {
+            let n = written.len();
+            let evictable = self.shared.durable.index();
+            self.shared
+                .cache
+                .insert(first, written, payloads[..n].to_vec(), evictable);
+        }
         *self.shared.state.write() = self.state.clone();
         r
     }
@@ -103,11 +115,10 @@ impl Writer {
     fn write_groups(
         &mut self,
         recs: &[Record<'_>],
-        payloads: &[Bytes],
         tie_first: bool,
+        written: &mut Vec<u64>,
     ) -> Result<()> {
         let sizes: Vec<usize> = recs.iter().map(|r| encoded_len(r.body_len())).collect();
-        let mut pi = 0;
         for (i, rec) in recs.iter().enumerate() {
             let need = if i == 0 && tie_first && recs.len() > 1 {
                 sizes[0] + sizes[1]
@@ -148,16 +159,7 @@ impl Writer {
                     if let Some(m) = self.metas.back_mut() {
                         m.max_index = Some(m.max_index.map_or(id.index, |x| x.max(id.index)));
                     }
-                    if let Some(p) = payloads.get(pi) {
-                        let pos = DurableState::pack(seq, off);
-                        self.shared.cache.insert(
-                            id.index,
-                            pos,
-                            p.clone(),
-                            self.shared.durable.index(),
-                        );
-                    }
-                    pi += 1;
+                    written.push(DurableState::pack(seq, off));
                 }
                 Record::Truncate { since, last } => {
                     self.shared.cache.remove_from(*since);

@@ -120,3 +120,38 @@ impl DurableState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_index_ignores_marks_from_before_a_truncate() {
+        let d = DurableState::new(DurableState::pack(0, 64), None);
+        d.advance(DurableState::pack(0, 100), Some(10), 0);
+        assert_eq!(d.index(), Some(10));
+        let gen = d.on_truncate(Some(5));
+        assert_eq!(d.index(), Some(5));
+        // A sync requested before the truncate completes late: it must not raise the index.
+        d.advance(DurableState::pack(0, 200), Some(12), gen - 1);
+        assert_eq!(d.index(), Some(5));
+        d.advance(DurableState::pack(0, 300), Some(8), gen);
+        assert_eq!(d.index(), Some(8));
+        assert_eq!(d.offset_in(0), 300);
+        assert_eq!(d.offset_in(1), 0);
+        d.on_truncate(None);
+        assert_eq!(d.index(), None);
+    }
+
+    #[test]
+    fn poison_is_sticky_and_keeps_the_first_cause() {
+        let p = Poison::default();
+        assert!(p.check().is_ok());
+        p.poison("msync", io::ErrorKind::Other);
+        p.poison("later", io::ErrorKind::NotFound);
+        match p.check() {
+            Err(Error::Poisoned { op, .. }) => assert_eq!(op, "msync"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

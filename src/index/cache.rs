@@ -1,6 +1,9 @@
-//! Bounded payload cache. Evicts oldest first, and only entries already durable.
+//! Bounded payload cache. Holds whole append batches (one `SkipMap` node per batch), evicts
+//! oldest first, and only batches that are entirely durable.
 
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
@@ -20,11 +23,44 @@ pub struct CacheStat {
     pub evictions: u64,
 }
 
-/// Payload cache keyed by log index; each value remembers the write position it caches so a
+/// Consecutive entries written together. Each remembers the write position it caches, so a
 /// reader racing a truncate never pairs an id with another entry's payload.
 #[derive(Debug)]
+struct Batch {
+    first: u64,
+    pos: Box<[u64]>,
+    payloads: Box<[Bytes]>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn new(first: u64, pos: Box<[u64]>, payloads: Box<[Bytes]>) -> Batch {
+        let bytes = payloads.iter().map(Bytes::len).sum();
+        Batch {
+            first,
+            pos,
+            payloads,
+            bytes,
+        }
+    }
+
+    fn end(&self) -> u64 {
+        self.first + self.pos.len() as u64
+    }
+
+    fn slice(&self, from: usize, to: usize) -> Batch {
+        Batch::new(
+            self.first + from as u64,
+            self.pos[from..to].into(),
+            self.payloads[from..to].into(),
+        )
+    }
+}
+
+/// The payload cache.
+#[derive(Debug)]
 pub struct PayloadCache {
-    map: SkipMap<u64, (u64, Bytes)>,
+    map: SkipMap<u64, Arc<Batch>>,
     items: AtomicUsize,
     bytes: AtomicUsize,
     max_items: usize,
@@ -49,31 +85,46 @@ impl PayloadCache {
         }
     }
 
-    /// Cache a payload written at `pos`. Then evict what is over the bounds and durable
-    /// (index <= `evictable`). Only the writer calls this.
-    pub fn insert(&self, index: u64, pos: u64, payload: Bytes, evictable: Option<u64>) {
-        if self.max_items == 0 || payload.len() > self.max_bytes {
+    /// Cache payloads of consecutive entries from `first`, written at positions `pos`.
+    /// Then evict what is over the bounds and durable (last index <= `evictable`).
+    /// Only the writer calls this.
+    pub fn insert(&self, first: u64, pos: Vec<u64>, payloads: Vec<Bytes>, evictable: Option<u64>) {
+        if pos.is_empty() || pos.len() != payloads.len() {
             return;
         }
-        let n = payload.len();
-        self.map.insert(index, (pos, payload));
-        self.items.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(n, Ordering::Relaxed);
+        let b = Batch::new(first, pos.into(), payloads.into());
+        if b.pos.len() > self.max_items || b.bytes > self.max_bytes {
+            return;
+        }
+        self.account(b.pos.len(), b.bytes, true);
+        self.map.insert(first, Arc::new(b));
         self.evict(evictable, false);
+    }
+
+    fn account(&self, items: usize, bytes: usize, add: bool) {
+        if add {
+            self.items.fetch_add(items, Ordering::Relaxed);
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        } else {
+            self.items.fetch_sub(items, Ordering::Relaxed);
+            self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        }
     }
 
     /// The payload for `index` if cached for write position `pos`.
     pub fn get(&self, index: u64, pos: u64) -> Option<Bytes> {
-        match self.map.get(&index) {
-            Some(e) if e.value().0 == pos => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                Some(e.value().1.clone())
-            }
-            _ => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-        }
+        let hit = self.map.upper_bound(Bound::Included(&index)).and_then(|e| {
+            let b = e.value();
+            let slot = (index - b.first) as usize;
+            (b.pos.get(slot) == Some(&pos)).then(|| b.payloads[slot].clone())
+        });
+        let c = if hit.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        hit
     }
 
     fn over(&self) -> bool {
@@ -81,35 +132,39 @@ impl PayloadCache {
             || self.bytes.load(Ordering::Relaxed) > self.max_bytes
     }
 
-    /// Evict oldest-first while over bounds (or everything, with `all`), never past
-    /// `evictable`.
+    /// Evict oldest-first while over bounds (or everything, with `all`), only batches whose
+    /// last index is <= `evictable`.
     pub fn evict(&self, evictable: Option<u64>, all: bool) {
         let Some(limit) = evictable else { return };
         while all || self.over() {
             let Some(e) = self.map.front() else { break };
-            if *e.key() > limit {
+            let b = e.value();
+            if b.end() > limit.saturating_add(1) {
                 break;
             }
             if e.remove() {
-                self.forget(e.value().1.len());
-                self.evictions.fetch_add(1, Ordering::Relaxed);
+                self.account(b.pos.len(), b.bytes, false);
+                self.evictions
+                    .fetch_add(b.pos.len() as u64, Ordering::Relaxed);
             }
         }
-    }
-
-    fn forget(&self, n: usize) {
-        self.items.fetch_sub(1, Ordering::Relaxed);
-        self.bytes.fetch_sub(n, Ordering::Relaxed);
     }
 
     /// Drop entries with index >= `since` (truncate).
     pub fn remove_from(&self, since: u64) {
         while let Some(e) = self.map.back() {
-            if *e.key() < since {
+            let b = e.value();
+            if b.end() <= since {
+                break;
+            }
+            if b.first < since {
+                let keep = b.slice(0, (since - b.first) as usize);
+                self.account(b.pos.len() - keep.pos.len(), b.bytes - keep.bytes, false);
+                self.map.insert(b.first, Arc::new(keep));
                 break;
             }
             if e.remove() {
-                self.forget(e.value().1.len());
+                self.account(b.pos.len(), b.bytes, false);
             }
         }
     }
@@ -117,12 +172,18 @@ impl PayloadCache {
     /// Drop entries with index <= `upto` (purge).
     pub fn remove_upto(&self, upto: u64) {
         while let Some(e) = self.map.front() {
-            if *e.key() > upto {
+            let b = e.value();
+            if b.first > upto {
                 break;
             }
-            if e.remove() {
-                self.forget(e.value().1.len());
+            if b.end() > upto.saturating_add(1) {
+                let rest = b.slice((upto + 1 - b.first) as usize, b.pos.len());
+                self.account(b.pos.len() - rest.pos.len(), b.bytes - rest.bytes, false);
+                self.map.insert(rest.first, Arc::new(rest));
+            } else {
+                self.account(b.pos.len(), b.bytes, false);
             }
+            e.remove();
         }
     }
 
@@ -142,35 +203,55 @@ impl PayloadCache {
 mod tests {
     use super::*;
 
-    #[test]
-    fn evicts_oldest_but_never_past_the_durable_boundary() {
-        let c = PayloadCache::new(2, 1 << 20);
-        for i in 0..5 {
-            c.insert(i, i, Bytes::from(vec![i as u8; 4]), None);
-        }
-        assert_eq!(c.stat().items, 5, "nothing durable, nothing evicted");
-        c.evict(Some(1), false);
-        assert_eq!(c.stat().items, 3);
-        assert!(c.get(0, 0).is_none());
-        assert!(c.get(2, 2).is_some());
-        c.evict(Some(10), true);
-        assert_eq!(c.stat().items, 0);
-        assert_eq!(c.stat().bytes, 0);
-        assert_eq!(c.stat().evictions, 5);
+    fn ins(c: &PayloadCache, first: u64, n: u64, evictable: Option<u64>) {
+        let pos = (first..first + n).collect();
+        let p = (first..first + n)
+            .map(|i| Bytes::from(vec![i as u8; 4]))
+            .collect();
+        c.insert(first, pos, p, evictable);
     }
 
     #[test]
-    fn byte_bound_and_position_check() {
+    fn evicts_oldest_but_never_past_the_durable_boundary() {
+        let c = PayloadCache::new(4, 1 << 20);
+        ins(&c, 0, 3, None);
+        ins(&c, 3, 3, None);
+        assert_eq!(c.stat().items, 6, "nothing durable, nothing evicted");
+        c.evict(Some(1), false);
+        assert_eq!(c.stat().items, 6, "batch 0..3 is not wholly durable");
+        c.evict(Some(2), false);
+        assert_eq!(c.stat().items, 3);
+        assert!(c.get(0, 0).is_none());
+        assert_eq!(c.get(4, 4).as_deref(), Some(&[4u8; 4][..]));
+        c.evict(Some(10), true);
+        assert_eq!(
+            (c.stat().items, c.stat().bytes, c.stat().evictions),
+            (0, 0, 6)
+        );
+    }
+
+    #[test]
+    fn truncate_and_purge_trim_batches_and_positions_are_checked() {
+        let c = PayloadCache::new(100, 1 << 20);
+        ins(&c, 10, 10, None);
+        c.remove_from(15);
+        assert_eq!(c.stat().items, 5);
+        assert!(c.get(15, 15).is_none());
+        assert!(c.get(14, 999).is_none(), "stale position must miss");
+        assert!(c.get(14, 14).is_some());
+        c.remove_upto(11);
+        assert_eq!((c.stat().items, c.stat().bytes), (3, 12));
+        assert!(c.get(11, 11).is_none());
+        assert!(c.get(12, 12).is_some());
+        let s = c.stat();
+        assert_eq!((s.hits, s.misses), (2, 3));
+    }
+
+    #[test]
+    fn byte_bound() {
         let c = PayloadCache::new(100, 10);
-        c.insert(1, 100, Bytes::from_static(b"abcdef"), Some(10));
-        c.insert(2, 200, Bytes::from_static(b"ghijkl"), Some(10));
-        let s = c.stat();
-        assert_eq!((s.items, s.bytes), (1, 6));
-        assert!(c.get(2, 999).is_none(), "stale position must miss");
-        assert_eq!(c.get(2, 200).as_deref(), Some(&b"ghijkl"[..]));
-        let s = c.stat();
-        assert_eq!((s.hits, s.misses), (1, 1));
-        c.remove_from(2);
-        assert_eq!(c.stat().items, 0);
+        ins(&c, 1, 2, Some(10));
+        ins(&c, 3, 2, Some(10));
+        assert_eq!((c.stat().items, c.stat().bytes), (2, 8));
     }
 }

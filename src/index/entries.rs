@@ -1,8 +1,21 @@
-//! `SkipMap` from log index to where the entry's record lives.
+//! The entry index: a `SkipMap` of runs of consecutive entries, ~12 bytes per entry.
+//!
+//! Each run covers consecutive indexes in one chunk and holds their record offsets and
+//! terms in preallocated atomic slots. The writer fills a slot, then publishes it by bumping
+//! the run's length (release); readers load the length (acquire) and only read slots below
+//! it. Truncation and purge never rewrite a published slot: they swap in a trimmed copy of
+//! the affected run, so a reader holding the old run still sees consistent data.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use crossbeam_skiplist::SkipMap;
+use parking_lot::Mutex;
 
-/// Where an entry lives: 24 bytes per entry.
+/// Entries per run.
+const RUN_CAP: usize = 1024;
+
+/// Where an entry lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Loc {
     /// The entry's term.
@@ -11,8 +24,6 @@ pub struct Loc {
     pub chunk: u64,
     /// Offset of the record in the chunk.
     pub offset: u32,
-    /// Payload length in bytes.
-    pub len: u32,
 }
 
 impl Loc {
@@ -22,51 +33,227 @@ impl Loc {
     }
 }
 
+#[derive(Debug)]
+struct Run {
+    first: u64,
+    chunk: u64,
+    len: AtomicUsize,
+    offsets: Box<[AtomicU32]>,
+    terms: Box<[AtomicU64]>,
+}
+
+impl Run {
+    fn new(first: u64, chunk: u64) -> Run {
+        Run {
+            first,
+            chunk,
+            len: AtomicUsize::new(0),
+            offsets: (0..RUN_CAP).map(|_| AtomicU32::new(0)).collect(),
+            terms: (0..RUN_CAP).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    fn loc(&self, slot: usize) -> Loc {
+        Loc {
+            term: self.terms[slot].load(Ordering::Relaxed),
+            chunk: self.chunk,
+            offset: self.offsets[slot].load(Ordering::Relaxed),
+        }
+    }
+
+    /// Fill the next slot and publish it. Only the writer calls this.
+    fn push(&self, loc: Loc) {
+        let n = self.len.load(Ordering::Relaxed);
+        self.offsets[n].store(loc.offset, Ordering::Relaxed);
+        self.terms[n].store(loc.term, Ordering::Relaxed);
+        self.len.store(n + 1, Ordering::Release);
+    }
+
+    /// A copy holding slots `[from, to)`, with fresh capacity after them.
+    fn slice(&self, from: usize, to: usize) -> Run {
+        let r = Run::new(self.first + from as u64, self.chunk);
+        for s in from..to {
+            r.push(self.loc(s));
+        }
+        r
+    }
+}
+
 /// Index over live entries. Readers on any thread; one writer.
 #[derive(Debug, Default)]
 pub struct EntryIndex {
-    map: SkipMap<u64, Loc>,
+    runs: SkipMap<u64, Arc<Run>>,
+    count: AtomicUsize,
+    /// The run appends go to; only the writer touches it.
+    tail: Mutex<Option<Arc<Run>>>,
 }
 
 impl EntryIndex {
-    /// Insert or replace.
-    pub fn insert(&self, index: u64, loc: Loc) {
-        self.map.insert(index, loc);
+    /// Add the entry after the last one (or start a new run after a gap or chunk change).
+    pub fn push(&self, index: u64, loc: Loc) {
+        let mut tail = self.tail.lock();
+        if let Some(r) = tail.as_ref() {
+            let n = r.len.load(Ordering::Relaxed);
+            if r.chunk == loc.chunk && r.first + n as u64 == index && n < RUN_CAP {
+                r.push(loc);
+                self.count.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        let r = Arc::new(Run::new(index, loc.chunk));
+        r.push(loc);
+        self.runs.insert(index, Arc::clone(&r));
+        self.count.fetch_add(1, Ordering::Relaxed);
+        *tail = Some(r);
     }
 
     /// Look one up.
     pub fn get(&self, index: u64) -> Option<Loc> {
-        self.map.get(&index).map(|e| *e.value())
+        let e = self.runs.upper_bound(std::ops::Bound::Included(&index))?;
+        let r = e.value();
+        let slot = (index - r.first) as usize;
+        (slot < r.len()).then(|| r.loc(slot))
     }
 
-    /// Entries in `[from, to)`, in order.
-    pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = (u64, Loc)> + '_ {
-        self.map.range(from..to).map(|e| (*e.key(), *e.value()))
+    /// Visit entries in `[from, to)`, in order, stopping at the first error.
+    pub fn visit<E>(
+        &self,
+        from: u64,
+        to: u64,
+        mut f: impl FnMut(u64, Loc) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if from >= to {
+            return Ok(());
+        }
+        let start = self
+            .runs
+            .upper_bound(std::ops::Bound::Included(&from))
+            .map_or(from, |e| *e.key());
+        for e in self.runs.range(start..to) {
+            let r = e.value();
+            let n = r.len() as u64;
+            let lo = from.max(r.first);
+            let hi = to.min(r.first + n);
+            for i in lo..hi {
+                f(i, r.loc((i - r.first) as usize))?;
+            }
+        }
+        Ok(())
     }
 
     /// Remove every entry with index >= `since`.
     pub fn remove_from(&self, since: u64) {
-        while let Some(e) = self.map.back() {
+        let mut tail = self.tail.lock();
+        while let Some(e) = self.runs.back() {
             if *e.key() < since {
                 break;
             }
+            self.count.fetch_sub(e.value().len(), Ordering::Relaxed);
             e.remove();
         }
+        if let Some(e) = self.runs.back() {
+            let r = e.value();
+            let n = r.len();
+            if r.first + n as u64 > since {
+                let keep = (since - r.first) as usize;
+                self.runs.insert(r.first, Arc::new(r.slice(0, keep)));
+                self.count.fetch_sub(n - keep, Ordering::Relaxed);
+            }
+        }
+        *tail = self.runs.back().map(|e| Arc::clone(e.value()));
     }
 
     /// Remove every entry with index <= `upto`.
     pub fn remove_upto(&self, upto: u64) {
-        while let Some(e) = self.map.front() {
-            if *e.key() > upto {
-                break;
+        let mut tail = self.tail.lock();
+        while let Some(e) = self.runs.front() {
+            let r = e.value();
+            let n = r.len();
+            if r.first + n as u64 <= upto.saturating_add(1) {
+                self.count.fetch_sub(n, Ordering::Relaxed);
+                e.remove();
+                continue;
             }
-            e.remove();
+            if r.first <= upto {
+                let drop = (upto + 1 - r.first) as usize;
+                let trimmed = Arc::new(r.slice(drop, n));
+                self.runs.insert(upto + 1, trimmed);
+                e.remove();
+                self.count.fetch_sub(drop, Ordering::Relaxed);
+            }
+            break;
         }
+        *tail = self.runs.back().map(|e| Arc::clone(e.value()));
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(term: u64, chunk: u64, offset: u32) -> Loc {
+        Loc {
+            term,
+            chunk,
+            offset,
+        }
     }
 
+    fn all(ix: &EntryIndex, from: u64, to: u64) -> Vec<(u64, Loc)> {
+        let mut v = Vec::new();
+        ix.visit::<()>(from, to, |i, l| {
+            v.push((i, l));
+            Ok(())
+        })
+        .unwrap();
+        v
+    }
+
+    #[test]
+    fn runs_split_on_chunk_change_gap_and_capacity() {
+        let ix = EntryIndex::default();
+        for i in 0..3000u64 {
+            ix.push(i, loc(1, i / 2500, i as u32 * 8));
+        }
+        assert_eq!(ix.len(), 3000);
+        assert_eq!(ix.get(2600), Some(loc(1, 1, 2600 * 8)));
+        assert_eq!(ix.get(3000), None);
+        let v = all(&ix, 1000, 2600);
+        assert_eq!(v.len(), 1600);
+        assert!(v
+            .iter()
+            .enumerate()
+            .all(|(k, (i, _))| *i == 1000 + k as u64));
+    }
+
+    #[test]
+    fn truncate_and_purge_trim_runs() {
+        let ix = EntryIndex::default();
+        for i in 10..2010u64 {
+            ix.push(i, loc(1, 0, i as u32));
+        }
+        ix.remove_from(1500);
+        assert_eq!(ix.len(), 1490);
+        assert_eq!(ix.get(1500), None);
+        ix.push(1500, loc(2, 0, 99_999));
+        assert_eq!(ix.get(1500), Some(loc(2, 0, 99_999)));
+        ix.remove_upto(1100);
+        assert_eq!(ix.len(), 400);
+        assert_eq!(ix.get(1100), None);
+        assert_eq!(ix.get(1101), Some(loc(1, 0, 1101)));
+        assert_eq!(all(&ix, 0, 5000).len(), 400);
+        ix.remove_upto(5000);
+        assert_eq!(ix.len(), 0);
+        ix.push(7, loc(3, 1, 0));
+        assert_eq!(all(&ix, 0, 10), vec![(7, loc(3, 1, 0))]);
+    }
 }

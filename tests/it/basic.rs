@@ -104,3 +104,53 @@ fn reset_empties_the_log_and_survives_reopen() {
     assert_holds(&wal, 7, 9, 2, 10);
     assert!(wal.stat().chunks.len() <= 2);
 }
+
+#[test]
+fn a_panicking_sync_poisons_instead_of_hanging() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = cfg(d.path());
+    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let a = armed.clone();
+    c.sync_hook = Some(std::sync::Arc::new(move |_| {
+        if a.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("injected panic in the flush worker");
+        }
+        Ok(())
+    }));
+    let wal = Wal::open(c).unwrap();
+    wal.append(entries(1, 11, 1, 10)).unwrap();
+    wal.flush_blocking().unwrap();
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    wal.append(entries(11, 21, 1, 10)).unwrap();
+    let err = wal.flush_blocking().unwrap_err();
+    assert!(err.is_poisoned(), "{err}");
+    assert!(wal
+        .append(entries(21, 22, 1, 10))
+        .unwrap_err()
+        .is_poisoned());
+    assert!(wal.flush_blocking().unwrap_err().is_poisoned());
+    drop(wal);
+    // Reopen without the hook: what was written is there (the page cache kept it).
+    let wal = open(d.path());
+    assert_holds(&wal, 1, 21, 1, 10);
+}
+
+#[test]
+fn handles_are_thread_safe() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Wal>();
+    assert_send_sync::<chunkwal::Reader>();
+    assert_send_sync::<Error>();
+    // Zero-copy reads outlive the log handle and keep their bytes.
+    let d = tempfile::tempdir().unwrap();
+    let wal = open(d.path());
+    wal.append(entries(1, 3, 1, 1000)).unwrap();
+    wal.flush_blocking().unwrap();
+    wal.wait_worker_idle();
+    wal.drain_cache_evictable();
+    assert_eq!(wal.access_stat().cache.items, 0);
+    let got = wal.read(1, 3).unwrap();
+    assert_eq!(wal.access_stat().cache.misses, 2, "served from the map");
+    drop(wal);
+    assert_eq!(got[1].1, payload(2, 1000));
+}

@@ -1,0 +1,135 @@
+//! Unit tests for chunk scanning on synthetic bytes.
+
+use super::{scan_chunk, Tail};
+use crate::error::{CorruptionKind, Error};
+use crate::format::{encoded_len, write_frame, ChunkHeader, Record, FORMAT_VERSION, HEADER_LEN};
+use crate::types::LogId;
+
+const TAG: u32 = 0xabcd_0001;
+
+/// A chunk image: header, then `recs` as (record, flags, hint), then zeroes up to `len`.
+fn image(recs: &[(Record<'_>, u8, u32)], len: usize) -> (Vec<u8>, Vec<usize>) {
+    let h = ChunkHeader {
+        version: FORMAT_VERSION,
+        chunk_seq: 3,
+        epoch: u64::from(TAG),
+        chunk_size: len as u64,
+        created_ms: 0,
+    };
+    let mut buf = vec![0u8; len];
+    buf[..HEADER_LEN].copy_from_slice(&h.encode());
+    let mut off = HEADER_LEN;
+    let mut offs = Vec::new();
+    for (r, flags, hint) in recs {
+        let n = encoded_len(r.body_len());
+        write_frame(
+            &mut buf[off..off + n],
+            r.kind(),
+            *flags,
+            TAG,
+            *hint,
+            r.body_len(),
+            |b| r.write_body(b),
+        );
+        offs.push(off);
+        off += n;
+    }
+    (buf, offs)
+}
+
+fn entry(i: u64) -> Record<'static> {
+    Record::Entry {
+        id: LogId::new(1, i),
+        payload: b"payload",
+    }
+}
+
+fn count(buf: &[u8], is_last: bool) -> (Result<Tail, Error>, usize) {
+    let mut n = 0;
+    let r = scan_chunk(buf, 3, TAG, is_last, &mut |_| {
+        n += 1;
+        Ok(())
+    });
+    (r, n)
+}
+
+#[test]
+fn clean_sealed_and_torn_endings() {
+    let (buf, offs) = image(&[(entry(1), 0, 0), (entry(2), 0, 0)], 4096);
+    let (r, n) = count(&buf, true);
+    let end = offs[1] + encoded_len(entry(2).body_len());
+    assert_eq!((r.unwrap(), n), (Tail::Clean { end }, 2));
+    let (r, _) = count(&buf, false);
+    assert!(matches!(
+        r,
+        Err(Error::Corruption {
+            reason: CorruptionKind::ZeroHeader,
+            ..
+        })
+    ));
+
+    let (buf, _) = image(&[(entry(1), 0, 0), (Record::Seal, 0, 0)], 4096);
+    assert!(matches!(count(&buf, false).0, Ok(Tail::Sealed { .. })));
+
+    let (mut buf, offs) = image(&[(entry(1), 0, 0), (entry(2), 0, 0)], 4096);
+    buf[offs[1] + 30] ^= 1;
+    let (r, n) = count(&buf, true);
+    assert_eq!(n, 1);
+    assert!(matches!(r, Ok(Tail::Torn { end, .. }) if end == offs[1]));
+}
+
+#[test]
+fn incomplete_group_is_torn_and_dropped_whole() {
+    let (buf, offs) = image(
+        &[(entry(1), 0, 0), (entry(2), 1, 0), (entry(3), 1, 0)],
+        4096,
+    );
+    let (r, n) = count(&buf, true);
+    assert_eq!(n, 1, "the unterminated group 2..3 is not applied");
+    assert!(matches!(r, Ok(Tail::Torn { end, .. }) if end == offs[1]));
+}
+
+#[test]
+fn a_later_record_proving_durability_turns_damage_into_corruption() {
+    let (mut buf, offs) = image(
+        &[(entry(1), 0, 0), (entry(2), 0, 0), (entry(3), 0, 500)],
+        4096,
+    );
+    buf[offs[1] + 4] ^= 0x10; // the length byte
+    let (r, _) = count(&buf, true);
+    assert!(matches!(
+        r,
+        Err(Error::Corruption {
+            reason: CorruptionKind::DamagedDurableRecord { .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_valid_checksum_with_a_bad_body_is_corruption_not_a_tear() {
+    let (mut buf, offs) = image(
+        &[(
+            Record::Truncate {
+                since: 1,
+                last: None,
+            },
+            0,
+            0,
+        )],
+        4096,
+    );
+    // Make the presence byte invalid and fix the checksum so only the body is wrong.
+    let off = offs[0];
+    buf[off + 24 + 8] = 7;
+    let len = 24 + 9;
+    let crc = crc32c::crc32c(&buf[off + 4..off + len]);
+    buf[off..off + 4].copy_from_slice(&crc.to_le_bytes());
+    assert!(matches!(
+        count(&buf, true).0,
+        Err(Error::Corruption {
+            reason: CorruptionKind::BadBody { .. },
+            ..
+        })
+    ));
+}
