@@ -502,19 +502,23 @@ impl Results<'_> {
         ]);
         let (sp50, sp99) = (self.single.p(50.0), self.single.p(99.0));
         t.row(vec![
-            "single-entry durable appends".into(),
+            format!("single-entry appends ({sync})"),
             format!("{}", self.ns),
             rate(self.ns, self.single.total),
             String::new(),
             fmt::duration(sp50),
             fmt::duration(sp99),
         ]);
-        t.row(vec![
-            "warm reads (cache hits)".into(),
-            format!("{} entries", self.warm.0),
-            rate(self.warm.0, self.warm.1),
-            mibs(self.warm.0 * self.pb, self.warm.1),
-        ]);
+        if self.warm.0 == 0 {
+            t.row(vec!["warm reads (cache hits)".into(), "cache empty".into()]);
+        } else {
+            t.row(vec![
+                "warm reads (cache hits)".into(),
+                format!("{} entries", self.warm.0),
+                rate(self.warm.0, self.warm.1),
+                mibs(self.warm.0 * self.pb, self.warm.1),
+            ]);
+        }
         t.row(vec![
             "cold reads (map + CRC)".into(),
             format!("{} entries", self.cold.0),
