@@ -1,6 +1,8 @@
 //! Integration tests: one binary, one module per concern.
 
 mod basic;
+#[cfg(feature = "cli")]
+mod cli;
 mod common;
 mod concurrent;
 mod model;

@@ -1,0 +1,158 @@
+//! `chunkwal dump DIR`: every record as stored, state records included, as text or JSON
+//! lines.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use chunkwal::{DumpRecord, LogId, LogState, OwnedRecord};
+use serde_json::{json, Value};
+
+use crate::fmt;
+use crate::verify::{fail_on, problems_in};
+use crate::CmdResult;
+
+/// Output format of `dump`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One line per record, payloads shown as a short hex preview.
+    Text,
+    /// One JSON object per line, payloads in full hex.
+    Json,
+}
+
+/// Arguments of `dump`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The log directory.
+    pub dir: PathBuf,
+    /// Show entry records with index >= N only (other records are always shown).
+    #[arg(long, value_name = "N")]
+    pub from: Option<u64>,
+    /// Show entry records with index < N only (half-open, like `Wal::read`).
+    #[arg(long, value_name = "N")]
+    pub to: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+fn id_json(id: Option<LogId>) -> Value {
+    id.map_or(Value::Null, |i| json!({"term": i.term, "index": i.index}))
+}
+
+fn id_text(id: Option<LogId>) -> String {
+    id.map_or("-".into(), |i| i.to_string())
+}
+
+fn state_json(s: &LogState) -> Value {
+    json!({
+        "vote_hex": s.vote.as_ref().map(|v| fmt::hex(v)),
+        "last": id_json(s.last),
+        "committed": id_json(s.committed),
+        "purged": id_json(s.purged),
+        "user_data_hex": s.user_data.as_ref().map(|d| fmt::hex(d)),
+    })
+}
+
+/// One record as a JSON object.
+pub fn record_json(r: &DumpRecord) -> Value {
+    let mut v = json!({
+        "chunk": r.chunk,
+        "offset": r.offset,
+        "len": r.encoded_len,
+        "hint": r.hint,
+        "kind": r.record.kind(),
+    });
+    let extra = match &r.record {
+        OwnedRecord::Entry { id, payload } => json!({
+            "id": id_json(Some(*id)),
+            "payload_len": payload.len(),
+            "payload_hex": fmt::hex(payload),
+        }),
+        OwnedRecord::Truncate { since, last } => json!({"since": since, "last": id_json(*last)}),
+        OwnedRecord::Purge { upto } => json!({"upto": id_json(Some(*upto))}),
+        OwnedRecord::Commit { id } => json!({"id": id_json(Some(*id))}),
+        OwnedRecord::Vote { vote } => json!({"vote_hex": fmt::hex(vote)}),
+        OwnedRecord::UserData { data } => {
+            json!({"data_hex": data.as_ref().map(|d| fmt::hex(d))})
+        }
+        OwnedRecord::State(s) => json!({"state": state_json(s)}),
+        OwnedRecord::Seal => json!({}),
+    };
+    if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+        m.extend(e);
+    }
+    v
+}
+
+/// One record as a line of text.
+pub fn record_text(r: &DumpRecord) -> String {
+    let what = match &r.record {
+        OwnedRecord::Entry { id, payload } => format!(
+            "entry {id} payload {} {}",
+            fmt::bytes(payload.len() as u64),
+            fmt::hex_preview(payload, 16)
+        ),
+        OwnedRecord::Truncate { since, last } => {
+            format!("truncate since {since} (last {})", id_text(*last))
+        }
+        OwnedRecord::Purge { upto } => format!("purge upto {upto}"),
+        OwnedRecord::Commit { id } => format!("commit {id}"),
+        OwnedRecord::Vote { vote } => format!("vote {}", fmt::hex_preview(vote, 32)),
+        OwnedRecord::UserData { data } => match data {
+            Some(d) => format!("user_data {} {}", fmt::bytes(d.len() as u64), {
+                fmt::hex_preview(d, 16)
+            }),
+            None => "user_data cleared".into(),
+        },
+        OwnedRecord::State(s) => format!(
+            "state last {} committed {} purged {} vote {} user_data {}",
+            id_text(s.last),
+            id_text(s.committed),
+            id_text(s.purged),
+            s.vote
+                .as_ref()
+                .map_or("-".into(), |v| fmt::hex_preview(v, 16)),
+            s.user_data
+                .as_ref()
+                .map_or("-".into(), |d| fmt::bytes(d.len() as u64)),
+        ),
+        OwnedRecord::Seal => "seal".into(),
+    };
+    format!(
+        "chunk {} @{:<9} len {:<6} hint {:<9} {what}",
+        r.chunk, r.offset, r.encoded_len, r.hint
+    )
+}
+
+/// Run `dump`.
+pub fn run(a: Args) -> CmdResult {
+    let mut out = crate::stdout();
+    let mut write_err: Option<std::io::Error> = None;
+    let from = a.from.unwrap_or(0);
+    let to = a.to.unwrap_or(u64::MAX);
+    let mut on_rec = |r: &DumpRecord| {
+        if write_err.is_some() {
+            return;
+        }
+        if let OwnedRecord::Entry { id, .. } = &r.record {
+            if id.index < from || id.index >= to {
+                return;
+            }
+        }
+        let res = match a.format {
+            Format::Text => writeln!(out, "{}", record_text(r)),
+            Format::Json => writeln!(out, "{}", record_json(r)),
+        };
+        if let Err(e) = res {
+            write_err = Some(e);
+        }
+    };
+    let reports = crate::inspect(&a.dir, &mut on_rec, &mut |_| {})?;
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    out.flush()?;
+    drop(out);
+    fail_on(&problems_in(&a.dir, &reports), false)
+}

@@ -1,0 +1,387 @@
+//! The `chunkwal` command-line tool, run as a real process.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use bytes::Bytes;
+use chunkwal::{chunk_file_name, inspect_dir, LogId, OwnedRecord, Wal};
+use serde_json::Value;
+
+use crate::common::*;
+
+const VOTE: &[u8] = b"vote-bytes";
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chunkwal"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chunkwal")
+}
+
+fn run_in(args: &[&str], dir: &Path) -> Output {
+    let mut v = args.to_vec();
+    let d = dir.to_str().unwrap();
+    v.insert(1, d);
+    run(&v)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails with both streams shown unless the exit status is `code`.
+fn expect_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
+    assert!(!stderr(o).contains("panicked"), "{}", stderr(o));
+}
+
+/// Entries 11..=700 (1..=600 term 1, then term 2), purged through 1-10, committed 1-500,
+/// a vote; several 64 KiB chunks.
+fn good_log() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let wal = open(d.path());
+    for i in (1..=600).step_by(50) {
+        wal.append(entries(i, i + 50, 1, 200)).unwrap();
+    }
+    wal.commit(LogId::new(1, 500)).unwrap();
+    wal.save_vote(Bytes::from_static(VOTE)).unwrap();
+    wal.purge(LogId::new(1, 10)).unwrap();
+    wal.append(entries(601, 701, 2, 200)).unwrap();
+    wal.flush_blocking().unwrap();
+    assert_eq!(wal.stat().entries, 690);
+    assert!(wal.stat().chunks.len() >= 3);
+    wal.close().unwrap();
+    d
+}
+
+/// A log whose newest chunk ends in a cut-off record, as after a crash mid-write.
+fn torn_log() -> (tempfile::TempDir, PathBuf, u64) {
+    let d = tempfile::tempdir().unwrap();
+    let wal = open(d.path());
+    for i in 1..=10 {
+        wal.append(entries(i, i + 1, 1, 50)).unwrap();
+    }
+    wal.flush_blocking().unwrap();
+    wal.simulate_crash();
+    let (chunk, off) = last_entry(d.path());
+    let p = d.path().join(chunk_file_name(chunk));
+    OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(off + 5)
+        .unwrap();
+    (d, p, off)
+}
+
+/// (chunk, offset) of the last entry record.
+fn last_entry(dir: &Path) -> (u64, u64) {
+    let mut last = None;
+    inspect_dir(
+        dir,
+        &mut |r| {
+            if let OwnedRecord::Entry { .. } = r.record {
+                last = Some((r.chunk, r.offset));
+            }
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    last.unwrap()
+}
+
+fn json_line(o: &Output) -> Value {
+    serde_json::from_str(stdout(o).trim()).expect("one JSON object")
+}
+
+#[test]
+fn stat_reports_state_and_works_while_the_log_is_open() {
+    let d = good_log();
+    let o = run_in(&["stat", "--json"], d.path());
+    expect_code(&o, 0);
+    let v = json_line(&o);
+    assert_eq!(v["entries"], 690);
+    assert_eq!(v["first"]["index"], 11);
+    assert_eq!(v["first"]["term"], 1);
+    assert_eq!(v["last"]["index"], 700);
+    assert_eq!(v["last"]["term"], 2);
+    assert_eq!(v["committed"]["index"], 500);
+    assert_eq!(v["purged"]["index"], 10);
+    assert_eq!(v["vote_hex"], "766f74652d6279746573");
+    assert!(v["chunks"].as_u64().unwrap() >= 3);
+    assert!(v["used_bytes"].as_u64().unwrap() > 690 * 200);
+    assert_eq!(v["problems"].as_array().unwrap().len(), 0);
+
+    // Another holder of the lock does not stop a read-only stat.
+    let wal = open(d.path());
+    let o = run_in(&["stat"], d.path());
+    expect_code(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains("690"), "{text}");
+    assert!(text.contains("2-700"), "{text}");
+    assert!(text.contains("766f74652d6279746573"), "{text}");
+    drop(wal);
+}
+
+#[test]
+fn dump_prints_every_record_as_text_and_json() {
+    let d = good_log();
+    let o = run_in(&["dump"], d.path());
+    expect_code(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains("entry 1-1 "), "first entry is still on disk");
+    assert!(text.contains("entry 2-700 "));
+    assert!(text.contains("state "));
+    assert!(text.contains("purge upto 1-10"));
+    assert!(text.contains("commit 1-500"));
+    assert!(text.contains("seal"));
+
+    let o = run_in(&["dump", "--format", "json"], d.path());
+    expect_code(&o, 0);
+    let recs: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let entries: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "entry").collect();
+    assert_eq!(entries.len(), 700, "purged entries stay in their chunk");
+    assert_eq!(entries[0]["payload_hex"], hex(&payload(1, 200)));
+    assert!(recs.iter().any(|r| r["kind"] == "state"));
+    let vote = recs.iter().find(|r| r["kind"] == "vote").unwrap();
+    assert_eq!(vote["vote_hex"], "766f74652d6279746573");
+
+    let o = run_in(
+        &["dump", "--format", "json", "--from", "100", "--to", "110"],
+        d.path(),
+    );
+    expect_code(&o, 0);
+    let idx: Vec<u64> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["kind"] == "entry")
+        .map(|r| r["id"]["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(idx, (100..110).collect::<Vec<_>>());
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn verify_passes_a_good_log() {
+    let d = good_log();
+    let o = run_in(&["verify"], d.path());
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains(": ok"), "{}", stdout(&o));
+    let o = run_in(&["verify", "--json"], d.path());
+    expect_code(&o, 0);
+    let v = json_line(&o);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["entries"], 700);
+}
+
+#[test]
+fn verify_names_chunk_and_offset_of_corruption_and_changes_nothing() {
+    let d = good_log();
+    // An entry in the oldest chunk, which is sealed.
+    let mut target = None;
+    inspect_dir(
+        d.path(),
+        &mut |r| {
+            if r.chunk == 0 && matches!(r.record, OwnedRecord::Entry { id, .. } if id.index == 20) {
+                target = Some(r.offset);
+            }
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let off = target.unwrap();
+    let p = d.path().join(chunk_file_name(0));
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[off as usize + 60] ^= 0x40; // inside the payload
+    std::fs::write(&p, &bytes).unwrap();
+
+    let o = run_in(&["verify"], d.path());
+    expect_code(&o, 3);
+    let err = stderr(&o);
+    assert!(err.contains("chunk 0"), "{err}");
+    assert!(err.contains(&format!("offset {off}")), "{err}");
+    assert!(err.contains("checksum"), "{err}");
+    assert_eq!(std::fs::read(&p).unwrap(), bytes, "verify must not write");
+
+    // stat and repair refuse too, with the same location.
+    let o = run_in(&["stat"], d.path());
+    expect_code(&o, 3);
+    assert!(stderr(&o).contains(&format!("offset {off}")));
+    let o = run_in(&["repair", "--yes"], d.path());
+    expect_code(&o, 3);
+    assert!(stderr(&o).contains("Nothing was changed"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&p).unwrap(), bytes, "repair must not write");
+}
+
+#[test]
+fn verify_reports_a_torn_tail() {
+    let (d, p, off) = torn_log();
+    let before = std::fs::read(&p).unwrap();
+    let o = run_in(&["verify"], d.path());
+    expect_code(&o, 3);
+    let err = stderr(&o);
+    assert!(err.contains("torn tail"), "{err}");
+    assert!(err.contains(&format!("offset {off}")), "{err}");
+    assert_eq!(std::fs::read(&p).unwrap(), before, "verify must not write");
+}
+
+#[test]
+fn repair_cuts_a_torn_tail_after_a_backup() {
+    let (d, p, _) = torn_log();
+    let before = std::fs::read(&p).unwrap();
+
+    // Without --yes and with no answer on stdin, nothing happens.
+    let o = run_in(&["repair"], d.path());
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("aborted"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&p).unwrap(), before);
+
+    let o = run_in(&["repair", "--yes"], d.path());
+    expect_code(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains("cut "), "{out}");
+    assert!(out.contains("last log id 1-9"), "{out}");
+    let backups: Vec<PathBuf> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("backup-")
+        })
+        .collect();
+    assert_eq!(backups.len(), 1);
+    let saved = backups[0].join(p.file_name().unwrap());
+    assert_eq!(
+        std::fs::read(saved).unwrap(),
+        before,
+        "backup is the old file"
+    );
+
+    let o = run_in(&["verify"], d.path());
+    expect_code(&o, 0);
+    let wal = open(d.path());
+    assert_eq!(wal.log_state().last, Some(LogId::new(1, 9)));
+    assert_holds(&wal, 1, 10, 1, 50);
+}
+
+#[test]
+fn repair_refuses_a_locked_directory() {
+    use fs2::FileExt;
+    let (d, p, _) = torn_log();
+    let before = std::fs::read(&p).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(d.path().join(chunkwal::LOCK_FILE))
+        .unwrap();
+    lock.try_lock_exclusive().unwrap();
+    let o = run_in(&["repair", "--yes"], d.path());
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("locked"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&p).unwrap(), before);
+    FileExt::unlock(&lock).unwrap();
+}
+
+#[test]
+fn bench_with_tiny_arguments_reports_every_field() {
+    let o = run(&[
+        "bench",
+        "--entries",
+        "2000",
+        "--durable-batches",
+        "5",
+        "--single-appends",
+        "5",
+        "--json",
+    ]);
+    expect_code(&o, 0);
+    let v = json_line(&o);
+    let total = 2000 + 5 * 64 + 5;
+    assert_eq!(v["config"]["entries"], 2000);
+    assert_eq!(v["buffered_append"]["entries"], 2000);
+    assert!(v["buffered_append"]["entries_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(v["buffered_append"]["mib_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["durable_append"]["batches"], 5);
+    assert!(v["durable_append"]["p99_us"].as_f64().unwrap() >= 0.0);
+    assert!(
+        v["durable_append"]["p99_us"].as_f64().unwrap()
+            >= v["durable_append"]["p50_us"].as_f64().unwrap()
+    );
+    assert_eq!(v["single_append"]["count"], 5);
+    // Everything fits in the default cache: warm reads are all hits, cold ones all misses.
+    assert_eq!(v["warm_read"]["entries"], v["warm_read"]["cache_hits"]);
+    assert_eq!(v["cold_read"]["entries"], total);
+    assert_eq!(v["cold_read"]["cache_misses"], total);
+    assert_eq!(v["range_read"]["entries"], total);
+    assert_eq!(v["reopen"]["entries"], total);
+    assert_eq!(v["index_memory"]["estimate"], true);
+    assert_eq!(v["index_memory"]["entries"], total);
+    assert!(v["log"]["chunks"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn bad_directories_give_one_line_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("nope");
+    for cmd in ["stat", "dump", "verify", "repair"] {
+        let o = run_in(&[cmd], &missing);
+        expect_code(&o, 1);
+        assert!(stderr(&o).contains("no such directory"), "{}", stderr(&o));
+        assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    }
+    let o = run_in(&["verify"], d.path());
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("not a chunkwal log"), "{}", stderr(&o));
+    let file = d.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let o = run_in(&["stat"], &file);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("not a directory"), "{}", stderr(&o));
+    // Nothing was created by looking.
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn newer_format_version_is_a_clear_error() {
+    use chunkwal::format::{ChunkHeader, FORMAT_VERSION};
+    let d = tempfile::tempdir().unwrap();
+    let h = ChunkHeader {
+        version: FORMAT_VERSION + 1,
+        chunk_seq: 0,
+        epoch: 5,
+        chunk_size: SMALL_CHUNK,
+        created_ms: 0,
+    };
+    let mut bytes = h.encode().to_vec();
+    bytes.resize(SMALL_CHUNK as usize, 0);
+    std::fs::write(d.path().join(chunk_file_name(0)), bytes).unwrap();
+    for cmd in ["stat", "verify"] {
+        let o = run_in(&[cmd], d.path());
+        expect_code(&o, 1);
+        assert!(stderr(&o).contains("newer chunkwal"), "{}", stderr(&o));
+    }
+    let _ = Wal::open(cfg(d.path())).unwrap_err();
+}
