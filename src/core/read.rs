@@ -9,7 +9,7 @@ use super::shared::{Counters, Shared};
 use crate::chunk::Chunk;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{decode_frame, FrameError, Record, RECORD_HEADER_LEN};
-use crate::index::{CacheStat, Loc};
+use crate::index::{CacheCursor, CacheStat, Loc};
 use crate::types::{LogId, LogState};
 
 /// A cloneable, `Send + Sync` read handle. Reads never wait for the writer.
@@ -72,8 +72,7 @@ impl Reader {
         let Some(loc) = self.shared.index.get(index) else {
             return Ok(None);
         };
-        let mut chunk = None;
-        match self.payload(index, loc, &mut chunk) {
+        match self.payload(index, loc, &mut Cursor::default()) {
             Ok(p) => Ok(Some((LogId::new(loc.term, index), p))),
             // Purged while we looked.
             Err(Error::OutOfRange { .. }) => Ok(None),
@@ -88,13 +87,13 @@ impl Reader {
             return Ok(Vec::new());
         }
         let mut out = Vec::with_capacity((to - from).min(1 << 20) as usize);
-        let mut chunk: Option<Arc<Chunk>> = None;
+        let mut cur = Cursor::default();
         let mut expect = from;
         self.shared.index.visit(from, to, |i, loc| {
             if i != expect {
                 return Err(Error::OutOfRange { from, to });
             }
-            out.push((LogId::new(loc.term, i), self.payload(i, loc, &mut chunk)?));
+            out.push((LogId::new(loc.term, i), self.payload(i, loc, &mut cur)?));
             expect += 1;
             Ok(())
         })?;
@@ -105,19 +104,18 @@ impl Reader {
         Ok(out)
     }
 
-    fn payload(&self, index: u64, loc: Loc, chunk: &mut Option<Arc<Chunk>>) -> Result<Bytes> {
-        let pos = loc.pos();
-        if let Some(b) = self.shared.cache.get(index, pos) {
+    fn payload(&self, index: u64, loc: Loc, cur: &mut Cursor) -> Result<Bytes> {
+        if let Some(b) = self.shared.cache.get_near(index, loc.pos(), &mut cur.cache) {
             return Ok(b);
         }
-        if chunk.as_ref().is_none_or(|c| c.seq != loc.chunk) {
-            *chunk = self
+        if cur.chunk.as_ref().is_none_or(|c| c.seq != loc.chunk) {
+            cur.chunk = self
                 .shared
                 .chunks
                 .get(&loc.chunk)
                 .map(|e| Arc::clone(e.value()));
         }
-        let Some(c) = chunk.as_ref() else {
+        let Some(c) = cur.chunk.as_ref() else {
             return Err(Error::OutOfRange {
                 from: index,
                 to: index + 1,
@@ -125,6 +123,13 @@ impl Reader {
         };
         read_verified(c, index, loc)
     }
+}
+
+/// What a scan over consecutive entries remembers between them.
+#[derive(Default)]
+struct Cursor {
+    chunk: Option<Arc<Chunk>>,
+    cache: CacheCursor,
 }
 
 /// Read the entry record at `loc` from the map, check its CRC and id, and return the

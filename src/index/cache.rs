@@ -57,6 +57,10 @@ impl Batch {
     }
 }
 
+/// Where the last cache lookup landed; see [`PayloadCache::get_near`].
+#[derive(Debug, Default)]
+pub struct CacheCursor(Option<Arc<Batch>>);
+
 /// The payload cache.
 #[derive(Debug)]
 pub struct PayloadCache {
@@ -112,10 +116,26 @@ impl PayloadCache {
     }
 
     /// The payload for `index` if cached for write position `pos`.
+    #[cfg(test)]
     pub fn get(&self, index: u64, pos: u64) -> Option<Bytes> {
-        let hit = self.map.upper_bound(Bound::Included(&index)).and_then(|e| {
-            let b = e.value();
-            let slot = (index - b.first) as usize;
+        self.get_near(index, pos, &mut CacheCursor::default())
+    }
+
+    /// Like [`PayloadCache::get`], but remembers the batch it found in `cur`, so that a scan
+    /// over consecutive indexes searches the map once per batch instead of once per entry.
+    pub fn get_near(&self, index: u64, pos: u64, cur: &mut CacheCursor) -> Option<Bytes> {
+        let in_cur = cur
+            .0
+            .as_ref()
+            .is_some_and(|b| b.first <= index && index < b.end());
+        if !in_cur {
+            cur.0 = self
+                .map
+                .upper_bound(Bound::Included(&index))
+                .map(|e| Arc::clone(e.value()));
+        }
+        let hit = cur.0.as_ref().and_then(|b| {
+            let slot = index.checked_sub(b.first)? as usize;
             (b.pos.get(slot) == Some(&pos)).then(|| b.payloads[slot].clone())
         });
         let c = if hit.is_some() {

@@ -3,5 +3,5 @@
 mod cache;
 mod entries;
 
-pub use cache::{CacheStat, PayloadCache};
+pub use cache::{CacheCursor, CacheStat, PayloadCache};
 pub use entries::{EntryIndex, Loc};
