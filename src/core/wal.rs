@@ -240,13 +240,12 @@ impl Wal {
         self.lock()?.request_sync(Some(Box::new(callback)))
     }
 
-    /// Flush and wait for the result.
+    /// Make everything written so far durable, syncing on the calling thread (no hand-off
+    /// to the flush worker, so no thread wake-ups on the latency path). Other threads keep
+    /// appending while it syncs. On `Ok`, every write made before the call is durable.
     pub fn flush_blocking(&self) -> Result<()> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.flush(move |r| {
-            let _ = tx.send(r);
-        })?;
-        rx.recv().map_err(|_| Error::WorkerStopped)?
+        let job = self.lock()?.inline_sync_job();
+        job.run()
     }
 
     /// Entries `[from, to)`, served from the cache or verified against their CRC.

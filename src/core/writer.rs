@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::shared::{apply, Counters, Shared};
 use crate::chunk::{chunk_path, install_chunk, prepare_chunk, Chunk, Region, RegionWriter};
-use crate::config::Config;
+use crate::config::{Config, SyncHook, SyncRecorder};
 use crate::error::{Error, Result};
 use crate::flush::{sync_region, Callback, DurableState, Job, SyncTarget, WorkerHandle};
 use crate::format::{
@@ -53,6 +53,51 @@ pub(crate) struct Spare {
     header: ChunkHeader,
     tmp: PathBuf,
     w: RegionWriter,
+}
+
+/// A sync to run on the caller's thread; see [`Writer::inline_sync_job`].
+pub(crate) struct InlineSync {
+    shared: Arc<Shared>,
+    region: Arc<Region>,
+    seq: u64,
+    start: usize,
+    end: usize,
+    last_index: Option<u64>,
+    gen: u64,
+    hook: Option<SyncHook>,
+    recorder: Option<SyncRecorder>,
+}
+
+impl InlineSync {
+    /// msync the range, then move the durable point. Any error poisons the log.
+    pub fn run(self) -> Result<()> {
+        if self.end > self.start {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                sync_region(
+                    &self.region,
+                    self.start,
+                    self.end,
+                    self.hook.as_ref(),
+                    self.recorder.as_ref(),
+                )
+            }));
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self.shared.poison.poison("msync", e.kind()),
+                Err(_) => self
+                    .shared
+                    .poison
+                    .poison("msync (panicked)", std::io::ErrorKind::Other),
+            }
+        }
+        self.shared.poison.check()?;
+        self.shared.durable.advance(
+            DurableState::pack(self.seq, self.end),
+            self.last_index,
+            self.gen,
+        );
+        Ok(())
+    }
 }
 
 /// Largest payload accepted for a given chunk size.
@@ -275,6 +320,30 @@ impl Writer {
             self.gen,
         );
         Ok(())
+    }
+
+    /// Describe a sync of everything in the active chunk not yet known durable, to be run
+    /// by the caller after releasing the writer lock.
+    pub fn inline_sync_job(&mut self) -> InlineSync {
+        let end = self.w.cursor();
+        let seq = self.active.seq;
+        // Older chunks are always wholly durable (rotation syncs them), so only the active
+        // chunk can hold unsynced bytes: from the durable point, not from `requested_to`,
+        // because ranges handed to the worker may still be queued.
+        let start = self.shared.durable.offset_in(seq) as usize;
+        self.requested_to = self.requested_to.max(end);
+        Counters::bump(&self.shared.counters.flushes, 1);
+        InlineSync {
+            shared: Arc::clone(&self.shared),
+            region: Arc::clone(self.w.region()),
+            seq,
+            start,
+            end,
+            last_index: self.state.last.map(|l| l.index),
+            gen: self.gen,
+            hook: self.config.sync_hook.clone(),
+            recorder: self.config.sync_recorder.clone(),
+        }
     }
 
     /// Prepare the next chunk if it is not ready yet.

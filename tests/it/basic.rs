@@ -122,7 +122,10 @@ fn a_panicking_sync_poisons_instead_of_hanging() {
     wal.flush_blocking().unwrap();
     armed.store(true, std::sync::atomic::Ordering::SeqCst);
     wal.append(entries(11, 21, 1, 10)).unwrap();
-    let err = wal.flush_blocking().unwrap_err();
+    // Through the worker: the callback gets the error instead of never being called.
+    let (tx, rx) = std::sync::mpsc::channel();
+    wal.flush(move |r| tx.send(r).unwrap()).unwrap();
+    let err = rx.recv().unwrap().unwrap_err();
     assert!(err.is_poisoned(), "{err}");
     assert!(wal
         .append(entries(21, 22, 1, 10))
@@ -130,6 +133,22 @@ fn a_panicking_sync_poisons_instead_of_hanging() {
         .is_poisoned());
     assert!(wal.flush_blocking().unwrap_err().is_poisoned());
     drop(wal);
+    // The same on the calling thread (flush_blocking syncs inline).
+    let d2 = tempfile::tempdir().unwrap();
+    let mut c = cfg(d2.path());
+    let armed2 = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let a2 = armed2.clone();
+    c.sync_hook = Some(std::sync::Arc::new(move |_| {
+        if a2.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("injected panic inline");
+        }
+        Ok(())
+    }));
+    let w2 = Wal::open(c).unwrap();
+    w2.append(entries(1, 2, 1, 10)).unwrap();
+    armed2.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(w2.flush_blocking().unwrap_err().is_poisoned());
+    assert!(w2.append(entries(2, 3, 1, 10)).unwrap_err().is_poisoned());
     // Reopen without the hook: what was written is there (the page cache kept it).
     let wal = open(d.path());
     assert_holds(&wal, 1, 21, 1, 10);
