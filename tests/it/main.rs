@@ -5,3 +5,5 @@ mod common;
 mod concurrent;
 mod model;
 mod recovery;
+mod crash_kill;
+mod crash_util;
