@@ -154,7 +154,10 @@ fn run_cycles(mode: RecoveryMode, tag: &str) -> Stats {
                         std::fs::read_to_string(&child_log).unwrap_or_default()
                     );
                 }
-                assert!(since.elapsed() < Duration::from_secs(120), "child made no progress");
+                assert!(
+                    since.elapsed() < Duration::from_secs(120),
+                    "child made no progress"
+                );
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
@@ -181,13 +184,21 @@ fn run_cycles(mode: RecoveryMode, tag: &str) -> Stats {
         let wal = match Wal::open(cfg(&log_dir).recovery_mode(mode)) {
             Ok(w) => w,
             Err(e) if mode == RecoveryMode::Strict && is_torn_tail(&e) => {
-                assert!(snapshot(&log_dir) == before, "strict open changed files");
+                let after = snapshot(&log_dir);
+                assert!(
+                    after == before,
+                    "strict open changed {:?}",
+                    changed_files(&before, &after)
+                );
                 st.strict_refusals += 1;
                 Wal::open(cfg(&log_dir)).expect("tolerant open after strict refusal")
             }
             Err(e) => {
                 let kept = keep_for_debug(&log_dir, "kill");
-                panic!("cycle {c}: reopen failed: {e} (image kept in {})", kept.display());
+                panic!(
+                    "cycle {c}: reopen failed: {e} (image kept in {})",
+                    kept.display()
+                );
             }
         };
         st.verified += verify_log(&wal, acked);
@@ -250,7 +261,11 @@ fn lock_verdict(dir: &Path, side: &Path, n: u32) -> String {
     let status = spawn_self("crash_kill::lock_child", &envs, &log)
         .wait()
         .unwrap();
-    assert!(status.success(), "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
     std::fs::read_to_string(&out).expect("child wrote no verdict")
 }
 

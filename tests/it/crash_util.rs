@@ -80,22 +80,28 @@ pub fn spawn_self(name: &str, envs: &[(&str, String)], log: &Path) -> Child {
     let out = std::fs::File::create(log).expect("child log");
     let err = out.try_clone().expect("child log");
     let mut cmd = Command::new(exe);
-    cmd.args([name, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
+    cmd.args([
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .stdin(Stdio::null())
+    .stdout(out)
+    .stderr(err);
     for (k, v) in envs {
         cmd.env(k, v);
     }
     cmd.spawn().expect("spawn child test process")
 }
 
-/// Every file of a directory, by name, with its bytes.
+/// Every file of a directory but the lock file (open creates it), by name, with its bytes.
 pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file())
+        .filter(|e| e.file_type().unwrap().is_file() && e.file_name() != chunkwal::LOCK_FILE)
         .map(|e| {
             (
                 e.file_name().to_string_lossy().into_owned(),
@@ -153,7 +159,10 @@ pub fn is_torn_tail(e: &Error) -> bool {
 pub fn verify_log(wal: &Wal, acked: Option<u64>) -> u64 {
     let s = wal.log_state();
     let Some(last) = s.last else {
-        assert!(acked.is_none(), "log is empty but {acked:?} was acknowledged");
+        assert!(
+            acked.is_none(),
+            "log is empty but {acked:?} was acknowledged"
+        );
         return 0;
     };
     if let Some(a) = acked {
@@ -183,4 +192,13 @@ pub fn verify_log(wal: &Wal, acked: Option<u64>) -> u64 {
     }
     assert_eq!(got.last().map(|e| e.0), Some(last), "last id mismatch");
     got.len() as u64
+}
+
+/// Names of the files that differ between two snapshots.
+pub fn changed_files(a: &BTreeMap<String, Vec<u8>>, b: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    let mut names: Vec<String> = a.keys().chain(b.keys()).cloned().collect();
+    names.sort();
+    names.dedup();
+    names.retain(|n| a.get(n) != b.get(n));
+    names
 }

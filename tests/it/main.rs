@@ -3,7 +3,8 @@
 mod basic;
 mod common;
 mod concurrent;
-mod model;
-mod recovery;
 mod crash_kill;
 mod crash_util;
+mod model;
+mod power_loss;
+mod recovery;
