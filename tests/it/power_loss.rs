@@ -61,14 +61,17 @@ fn read_all(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 fn capture(dir: &Path, ranges: &Ranges, acked: &AtomicU64, rng: &mut Rng) -> Image {
-    // Order matters: acknowledgments first, then ranges (a callback runs only after the
-    // sync it waits for was recorded), then the bytes (synced bytes never change).
-    let acked = match acked.load(Ordering::SeqCst) {
-        0 => None,
-        a => Some(a),
+    // The writer is idle (it is this thread). Holding the recorder's lock stops the flush
+    // worker before its next recording, so the acknowledgments, the ranges and the files
+    // (a purge deletes files only after the syncs before it) are one consistent cut.
+    let (acked, synced, files) = {
+        let guard = ranges.lock();
+        let acked = match acked.load(Ordering::SeqCst) {
+            0 => None,
+            a => Some(a),
+        };
+        (acked, guard.clone(), read_all(dir))
     };
-    let synced = ranges.lock().clone();
-    let files = read_all(dir);
     let loss = match rng.below(3) {
         0 => Loss::AllLost,
         1 => Loss::TornPrefix,
@@ -122,6 +125,15 @@ struct Outcome {
     with_unsynced_bytes: u64,
 }
 
+/// Keep a failing image, with the ranges it was built from, for a post-mortem.
+fn keep_image(img: &Image) -> std::path::PathBuf {
+    let kept = keep_for_debug(img.dir.path(), "power-loss");
+    let mut names: Vec<_> = img.synced.iter().collect();
+    names.sort();
+    std::fs::write(kept.join("synced-ranges.txt"), format!("{names:#?}")).unwrap();
+    kept
+}
+
 /// Open a copy of the image under `mode` and check it. Returns entries verified.
 fn check_image(img: &Image, mode: RecoveryMode, out: &mut Outcome) {
     let d = copy_dir(img.dir.path());
@@ -142,10 +154,7 @@ fn check_image(img: &Image, mode: RecoveryMode, out: &mut Outcome) {
             return;
         }
         Err(e) => {
-            let kept = keep_for_debug(img.dir.path(), "power-loss");
-            let mut names: Vec<_> = img.synced.iter().collect();
-            names.sort();
-            std::fs::write(kept.join("synced-ranges.txt"), format!("{names:#?}")).unwrap();
+            let kept = keep_image(img);
             panic!(
                 "{mode:?} open of a power-loss image ({:?}, acked {:?}) failed: {e}; image kept in {}",
                 img.loss,
@@ -155,7 +164,19 @@ fn check_image(img: &Image, mode: RecoveryMode, out: &mut Outcome) {
         }
     };
     out.opened += 1;
-    out.verified += verify_log(&wal, img.acked);
+    let v = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify_log(&wal, img.acked)));
+    match v {
+        Ok(n) => out.verified += n,
+        Err(p) => {
+            let kept = keep_image(img);
+            eprintln!(
+                "{mode:?}: bad recovery of {:?} image kept in {}",
+                img.loss,
+                kept.display()
+            );
+            std::panic::resume_unwind(p);
+        }
+    }
     let s = wal.log_state();
     let next = s.next_index().unwrap_or(1);
     let term = s.last.map_or(1, |l| l.term);
