@@ -262,10 +262,13 @@ impl Writer {
         if seal_old {
             self.put(&Record::Seal, 0)?;
         }
-        let (old_seq, region, from, to) = (
-            self.active.seq,
+        // Sync from the durable point, not from `requested_to`: ranges already handed to the
+        // worker may not be synced yet, and once the next chunk is installed this one is
+        // sealed; an unsynced hole in it would make the log unopenable after a power loss.
+        let old_seq = self.active.seq;
+        let (region, from, to) = (
             Arc::clone(self.w.region()),
-            self.requested_to,
+            (self.shared.durable.offset_in(old_seq) as usize).min(self.requested_to),
             self.w.cursor(),
         );
         self.sync_inline(old_seq, &region, from, to)?;
