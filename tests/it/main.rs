@@ -5,6 +5,7 @@ mod common;
 mod concurrent;
 mod crash_kill;
 mod crash_util;
+mod fuzz_corpus;
 mod model;
 mod power_loss;
 mod recovery;
