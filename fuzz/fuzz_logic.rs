@@ -292,10 +292,12 @@ fn self_consistent(wal: &Wal) -> bool {
     if n == 0 {
         return s.purged == Some(last);
     }
-    let Some(first) = (last.index + 1).checked_sub(n) else {
+    let Some(first) = last.index.checked_add(1).and_then(|e| e.checked_sub(n)) else {
         return false;
     };
-    if s.purged.is_some_and(|p| p.index + 1 != first) {
+    if s.purged
+        .is_some_and(|p| p.index.checked_add(1) != Some(first))
+    {
         return false;
     }
     let named = matches!(wal.entry(last.index), Ok(Some((id, _))) if id == last);
@@ -313,12 +315,14 @@ fn read_all_entries(wal: &Wal) -> Vec<(LogId, Bytes)> {
     if n == 0 {
         return Vec::new();
     }
-    let first = (last.index + 1)
-        .checked_sub(n)
-        .expect("more entries than indexes");
-    let got = wal
-        .read(first, last.index.saturating_add(1))
-        .expect("read of an opened log");
+    let first = last.index.wrapping_add(1).wrapping_sub(n);
+    // `read` is half-open, so an entry at u64::MAX is only reachable through `entry`.
+    let to = last.index.saturating_add(1);
+    let mut got = wal.read(first, to).expect("read of an opened log");
+    assert_eq!(got.len() as u64, to - first);
+    if to == last.index {
+        got.extend(wal.entry(last.index).expect("entry"));
+    }
     assert_eq!(got.len() as u64, n);
     assert_eq!(got.last().map(|e| e.0), Some(last), "last id");
     for (i, (id, p)) in got.iter().enumerate() {

@@ -3,6 +3,7 @@
 mod basic;
 mod common;
 mod concurrent;
+mod corruption;
 mod crash_kill;
 mod crash_util;
 mod fuzz_corpus;
