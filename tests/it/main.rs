@@ -6,6 +6,7 @@ mod concurrent;
 mod corruption;
 mod crash_kill;
 mod crash_util;
+mod faults;
 mod fuzz_corpus;
 mod model;
 mod power_loss;
