@@ -227,11 +227,18 @@ pub fn open_recovery_with(data: &[u8], skip_known_bugs: bool) -> Option<usize> {
     let next = s.last.map_or(1, |l| l.index.wrapping_add(1));
     let id = LogId::new(s.last.map_or(1, |l| l.term), next);
     let p = Bytes::from_static(b"after recovery");
-    let r = wal.append([(id, p.clone())]);
     if next == 0 {
-        return Some(entries.len()); // the index range is exhausted: refusing is fine
+        // KNOWN BUG (reported): with the last index at u64::MAX, `LogState::next_index`
+        // overflows inside `append`: a panic in debug builds, and in release builds index 0
+        // is accepted after u64::MAX. It should be refused with an error.
+        if !skip_known_bugs {
+            let r = wal.append([(id, p)]);
+            assert!(r.is_err(), "append past index u64::MAX accepted");
+        }
+        return Some(entries.len());
     }
-    r.expect("append after recovery");
+    wal.append([(id, p.clone())])
+        .expect("append after recovery");
     wal.flush_blocking().expect("flush after recovery");
     wal.close().expect("close after recovery");
     let wal = Wal::open(cfg()).expect("reopen after a successful recovery and write");
@@ -292,9 +299,10 @@ fn self_consistent(wal: &Wal) -> bool {
     if n == 0 {
         return s.purged == Some(last);
     }
-    let Some(first) = last.index.checked_add(1).and_then(|e| e.checked_sub(n)) else {
+    let first = last.index.wrapping_add(1).wrapping_sub(n);
+    if first > last.index {
         return false;
-    };
+    }
     if s.purged
         .is_some_and(|p| p.index.checked_add(1) != Some(first))
     {

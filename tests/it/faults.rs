@@ -127,7 +127,7 @@ fn full_disk_fails_the_append_that_needs_a_chunk_and_loses_nothing() {
         "no rotation after freeing space"
     );
     verify_log(&wal, Some(written + 59));
-    println!("full disk: DiskFull after {written} entries; recovered and rotated after freeing");
+    println!("full disk: disk full after {written} entries; recovered and rotated after freeing");
 }
 
 /// A sync hook that fails with EIO once armed.
