@@ -385,14 +385,17 @@ impl Writer {
         if seal_old {
             self.put(&Record::Seal, 0)?;
         }
-        // Sync the whole old chunk, not just what was never requested: ranges queued to the
-        // worker may not be synced yet, and nothing may follow this chunk until all of it is.
-        let (old_seq, region, to) = (
-            self.active.seq,
+        // Sync everything not yet known durable, from the durable point rather than from
+        // `requested_to`: ranges already handed to the worker may not be synced yet, and once
+        // the next chunk is installed this one is sealed; an unsynced hole in it would make
+        // the log unopenable after a power loss.
+        let old_seq = self.active.seq;
+        let (region, from, to) = (
             Arc::clone(self.w.region()),
+            (self.shared.durable.offset_in(old_seq) as usize).min(self.requested_to),
             self.w.cursor(),
         );
-        self.sync_inline(old_seq, &region, 0, to)?;
+        self.sync_inline(old_seq, &region, from, to)?;
         install_chunk(&dir, &spare.tmp, seq).inspect_err(|e| {
             let kind = match e {
                 Error::Io { source, .. } => source.kind(),

@@ -1,0 +1,553 @@
+//! Fuzz target bodies, shared by the cargo-fuzz targets (`fuzz_targets/*.rs`) and the stable
+//! corpus replay test (`tests/it/fuzz_corpus.rs`). Every function takes raw bytes, decodes
+//! them itself (no `arbitrary`), and panics only when the engine breaks a promise.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bytes::Bytes;
+use chunkwal::format::{
+    decode_frame, encoded_len, write_frame, ChunkHeader, Record, FORMAT_VERSION, HEADER_LEN,
+    RECORD_HEADER_LEN,
+};
+use chunkwal::{chunk_file_name, scan_chunk, Config, Error, LogId, RecoveryMode, Tail, Wal};
+
+/// Chunk size every fuzzed log uses.
+pub const CHUNK: u64 = 64 * 1024;
+/// Epoch of the headers the harness writes, so that seeds can carry matching records.
+pub const FIXED_EPOCH: u64 = 0x5EED_0000_C0FF_EE01;
+
+/// Byte-driven input decoder: every read past the end yields `None`.
+pub struct Input<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Input<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Input { data, pos: 0 }
+    }
+    pub fn u8(&mut self) -> Option<u8> {
+        let b = *self.data.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+    pub fn u16(&mut self) -> Option<u16> {
+        Some(u16::from(self.u8()?) | (u16::from(self.u8()?) << 8))
+    }
+    pub fn u64(&mut self) -> Option<u64> {
+        let b = self.take(8)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+    /// Up to `n` bytes (fewer at the end of the input).
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.pos >= self.data.len() {
+            return None;
+        }
+        let end = self.pos.saturating_add(n).min(self.data.len());
+        let s = &self.data[self.pos..end];
+        self.pos = end;
+        Some(s)
+    }
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    // RAM-backed when available: the targets create files on every run.
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::Builder::new()
+            .prefix("chunkwal-fuzz")
+            .tempdir_in(shm)
+        {
+            return d;
+        }
+    }
+    tempfile::tempdir().expect("temp dir")
+}
+
+// ---------------------------------------------------------------------------------------
+// record_parser
+// ---------------------------------------------------------------------------------------
+
+/// Frame, record and header decoding plus `scan_chunk` on arbitrary bytes. Layout: a 4-byte
+/// epoch tag, one control byte (bit 0: scan as the last chunk), then the bytes.
+/// Returns how many records the scan accepted.
+pub fn record_parser(data: &[u8]) -> usize {
+    let mut inp = Input::new(data);
+    let Some(tag) = inp.take(4) else { return 0 };
+    let tag = u32::from_le_bytes([
+        tag[0],
+        *tag.get(1).unwrap_or(&0),
+        *tag.get(2).unwrap_or(&0),
+        *tag.get(3).unwrap_or(&0),
+    ]);
+    let is_last = inp.u8().unwrap_or(0) & 1 == 1;
+    let rest = &data[data.len().min(5)..];
+
+    if let Ok(f) = decode_frame(rest, tag) {
+        assert!(f.encoded_len >= RECORD_HEADER_LEN && f.encoded_len % 8 == 0);
+        assert_eq!(f.encoded_len, encoded_len(f.body.len()));
+        assert!(RECORD_HEADER_LEN + f.body.len() <= rest.len());
+        if let Ok(r) = Record::decode(f.kind, f.body) {
+            // What decodes re-encodes to the same record.
+            let mut buf = vec![0u8; encoded_len(r.body_len())];
+            write_frame(
+                &mut buf,
+                r.kind(),
+                f.flags,
+                tag,
+                f.hint,
+                r.body_len(),
+                |b| r.write_body(b),
+            );
+            let f2 = decode_frame(&buf, tag).expect("re-encoded frame decodes");
+            assert_eq!(Record::decode(f2.kind, f2.body), Ok(r));
+            assert_eq!(f2.body, f.body, "encoding is canonical");
+        }
+    }
+    if let Some((&kind, body)) = rest.split_first() {
+        let _ = Record::decode(kind, body);
+    }
+    if let Ok(h) = ChunkHeader::decode(rest) {
+        assert_eq!(&h.encode()[..], &rest[..HEADER_LEN], "header round trip");
+    }
+    let mut prev_end = HEADER_LEN;
+    let mut seen = 0;
+    let r = scan_chunk(rest, 3, tag, is_last, &mut |s| {
+        assert!(s.offset >= prev_end, "records out of order");
+        assert!(s.offset + s.encoded_len <= rest.len().max(HEADER_LEN) + 7);
+        prev_end = s.offset + s.encoded_len;
+        seen += 1;
+        Ok(())
+    });
+    match r {
+        Ok(Tail::Sealed { end } | Tail::Clean { end }) => assert!(end >= HEADER_LEN),
+        Ok(Tail::Torn {
+            end,
+            at,
+            garbage_end,
+            ..
+        }) => {
+            assert!(is_last, "only the last chunk may be torn");
+            assert!(end <= at && end < garbage_end && garbage_end <= rest.len());
+        }
+        Err(Error::Corruption { chunk, .. }) => assert_eq!(chunk, 3),
+        Err(e) => panic!("scan gave a non-corruption error: {e}"),
+    }
+    seen
+}
+
+// ---------------------------------------------------------------------------------------
+// open_recovery
+// ---------------------------------------------------------------------------------------
+
+fn header_bytes(seq: u64) -> [u8; HEADER_LEN] {
+    ChunkHeader {
+        version: FORMAT_VERSION,
+        chunk_seq: seq,
+        epoch: FIXED_EPOCH,
+        chunk_size: CHUNK,
+        created_ms: 0,
+    }
+    .encode()
+}
+
+/// Records built from the input, each framed with a correct CRC: lets the fuzzer reach the
+/// semantic checks (bodies, indexes, state) behind the checksums.
+fn built_records(inp: &mut Input<'_>, out: &mut Vec<u8>) {
+    let Some(n) = inp.u8() else { return };
+    for _ in 0..(n % 32) {
+        let (Some(kind), Some(flags), Some(hint), Some(len)) =
+            (inp.u8(), inp.u8(), inp.u16(), inp.u8())
+        else {
+            return;
+        };
+        let body = inp.take(usize::from(len)).unwrap_or_default();
+        let mut buf = vec![0u8; encoded_len(body.len())];
+        write_frame(
+            &mut buf,
+            kind % 10,
+            flags & 1,
+            FIXED_EPOCH as u32,
+            u32::from(hint),
+            body.len(),
+            |b| b.copy_from_slice(body),
+        );
+        out.extend_from_slice(&buf);
+    }
+}
+
+/// Write arbitrary chunk files (raw, after a valid header, or built from framed records),
+/// open the log, read everything back; then append, flush and reopen. Layout: control byte
+/// (bit 0 strict, bits 1-2 file count - 1, bit 3 start at chunk 7, bit 4 write afterwards),
+/// then per file a kind byte (bit 0 valid header, bit 1 zero-pad to the chunk size, bit 2
+/// framed records), a u16 length and that many bytes.
+/// Returns the number of entries recovered, or `None` if open refused the files.
+pub fn open_recovery(data: &[u8]) -> Option<usize> {
+    open_recovery_with(data, true)
+}
+
+/// [`open_recovery`], optionally without stepping around known engine bugs (the corpus
+/// replay test checks the known-bug inputs still fail, so a fix is noticed).
+pub fn open_recovery_with(data: &[u8], skip_known_bugs: bool) -> Option<usize> {
+    let d = temp_dir();
+    let (ctl, mode) = write_chunk_files(data, d.path())?;
+    let cfg = || Config::new(d.path()).chunk_size(CHUNK).recovery_mode(mode);
+    let wal = match Wal::open(cfg()) {
+        Ok(w) => w,
+        Err(e) => {
+            assert!(
+                matches!(
+                    e,
+                    Error::Corruption { .. } | Error::UnsupportedVersion { .. }
+                ),
+                "open failed with an unexpected error: {e:?}"
+            );
+            return None;
+        }
+    };
+    if !self_consistent(&wal) {
+        // KNOWN BUG (reported): replay trusts the last id stored in truncate and state
+        // records even when it disagrees with the entries (or with the purge point). An
+        // entry appended and flushed after such a recovery can vanish on the next open.
+        assert!(
+            skip_known_bugs,
+            "state disagrees with the entries: {:?}",
+            wal.log_state()
+        );
+        return Some(0);
+    }
+    let entries = read_all_entries(&wal);
+    if ctl & 0x10 == 0 {
+        return Some(entries.len());
+    }
+    let s = wal.log_state();
+    let next = s.last.map_or(1, |l| l.index.wrapping_add(1));
+    let id = LogId::new(s.last.map_or(1, |l| l.term), next);
+    let p = Bytes::from_static(b"after recovery");
+    if next == 0 {
+        // KNOWN BUG (reported): with the last index at u64::MAX, `LogState::next_index`
+        // overflows inside `append`: a panic in debug builds, and in release builds index 0
+        // is accepted after u64::MAX. It should be refused with an error.
+        if !skip_known_bugs {
+            let r = wal.append([(id, p)]);
+            assert!(r.is_err(), "append past index u64::MAX accepted");
+        }
+        return Some(entries.len());
+    }
+    wal.append([(id, p.clone())])
+        .expect("append after recovery");
+    wal.flush_blocking().expect("flush after recovery");
+    wal.close().expect("close after recovery");
+    let wal = Wal::open(cfg()).expect("reopen after a successful recovery and write");
+    assert_eq!(wal.entry(id.index).expect("read"), Some((id, p)));
+    let again = read_all_entries(&wal);
+    assert_eq!(
+        again.len(),
+        entries.len() + 1,
+        "entries lost by a write after recovery"
+    );
+    Some(entries.len())
+}
+
+/// Decode the open_recovery layout and write its chunk files into `dir`.
+/// Returns the control byte and the recovery mode.
+pub fn write_chunk_files(data: &[u8], dir: &Path) -> Option<(u8, RecoveryMode)> {
+    let mut inp = Input::new(data);
+    let ctl = inp.u8()?;
+    let mode = if ctl & 1 == 1 {
+        RecoveryMode::Strict
+    } else {
+        RecoveryMode::TolerateTornTail
+    };
+    let files = 1 + usize::from((ctl >> 1) & 3);
+    let first_seq = if ctl & 8 != 0 { 7 } else { 0 };
+    for i in 0..files {
+        let Some(kind) = inp.u8() else { break };
+        let seq = first_seq + i as u64;
+        let mut bytes = Vec::new();
+        if kind & 1 == 1 || kind & 4 == 4 {
+            bytes.extend_from_slice(&header_bytes(seq));
+        }
+        if kind & 4 == 4 {
+            built_records(&mut inp, &mut bytes);
+        } else {
+            let len = inp.u16().unwrap_or(0);
+            bytes.extend_from_slice(inp.take(usize::from(len)).unwrap_or_default());
+        }
+        if kind & 2 == 2 && (bytes.len() as u64) < CHUNK {
+            bytes.resize(CHUNK as usize, 0);
+        }
+        std::fs::write(dir.join(chunk_file_name(seq)), &bytes).expect("write chunk");
+    }
+    Some((ctl, mode))
+}
+
+/// Whether the recovered state agrees with the recovered entries: the last id names the
+/// last entry (or the purge point of an empty log) and entries start after the purge point.
+fn self_consistent(wal: &Wal) -> bool {
+    let s = wal.log_state();
+    let n = wal.stat().entries as u64;
+    let Some(last) = s.last else {
+        return n == 0;
+    };
+    if s.purged.is_some_and(|p| p.index > last.index) {
+        return false;
+    }
+    if n == 0 {
+        return s.purged == Some(last);
+    }
+    let first = last.index.wrapping_add(1).wrapping_sub(n);
+    if first > last.index {
+        return false;
+    }
+    if s.purged
+        .is_some_and(|p| p.index.checked_add(1) != Some(first))
+    {
+        return false;
+    }
+    let named = matches!(wal.entry(last.index), Ok(Some((id, _))) if id == last);
+    named && matches!(wal.entry(first), Ok(Some(_)))
+}
+
+/// Read every entry of an opened log and check the index agrees with itself.
+fn read_all_entries(wal: &Wal) -> Vec<(LogId, Bytes)> {
+    let s = wal.log_state();
+    let n = wal.stat().entries as u64;
+    let Some(last) = s.last else {
+        assert_eq!(n, 0, "entries without a last id");
+        return Vec::new();
+    };
+    if n == 0 {
+        return Vec::new();
+    }
+    let first = last.index.wrapping_add(1).wrapping_sub(n);
+    // `read` is half-open, so an entry at u64::MAX is only reachable through `entry`.
+    let to = last.index.saturating_add(1);
+    let mut got = wal.read(first, to).expect("read of an opened log");
+    assert_eq!(got.len() as u64, to - first);
+    if to == last.index {
+        got.extend(wal.entry(last.index).expect("entry"));
+    }
+    assert_eq!(got.len() as u64, n);
+    assert_eq!(got.last().map(|e| e.0), Some(last), "last id");
+    for (i, (id, p)) in got.iter().enumerate() {
+        assert_eq!(id.index, first + i as u64);
+        assert_eq!(wal.entry(id.index).expect("entry"), Some((*id, p.clone())));
+    }
+    wal.dump().expect("dump of an opened log");
+    got
+}
+
+// ---------------------------------------------------------------------------------------
+// ops_model
+// ---------------------------------------------------------------------------------------
+
+#[derive(Default, Debug)]
+struct Model {
+    entries: BTreeMap<u64, (u64, Bytes)>,
+    last: Option<LogId>,
+    purged: Option<LogId>,
+    committed: Option<LogId>,
+    vote: Option<Bytes>,
+    user_data: Option<Bytes>,
+    term: u64,
+}
+
+fn fill(index: u64, term: u64, len: usize) -> Bytes {
+    let mut x = (index ^ term.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+impl Model {
+    fn next(&self) -> u64 {
+        self.last.map_or(1, |l| l.index + 1)
+    }
+    fn first(&self) -> u64 {
+        self.purged.map_or(1, |p| p.index + 1)
+    }
+    fn make(&self, from: u64, n: u64, len: usize) -> Vec<(LogId, Bytes)> {
+        (from..from + n)
+            .map(|i| (LogId::new(self.term, i), fill(i, self.term, len)))
+            .collect()
+    }
+    fn truncate(&mut self, since: u64) {
+        self.entries.split_off(&since);
+        self.last = match self.entries.iter().next_back() {
+            Some((i, (t, _))) => Some(LogId::new(*t, *i)),
+            None => self.purged.filter(|p| p.index < since),
+        };
+    }
+    fn put(&mut self, es: &[(LogId, Bytes)]) {
+        for (id, p) in es {
+            self.entries.insert(id.index, (id.term, p.clone()));
+            self.last = Some(*id);
+        }
+    }
+    fn check(&self, wal: &Wal) {
+        let s = wal.log_state();
+        assert_eq!(s.last, self.last, "last");
+        assert_eq!(s.purged, self.purged, "purged");
+        assert_eq!(s.committed, self.committed, "committed");
+        assert_eq!(s.vote, self.vote, "vote");
+        assert_eq!(s.user_data, self.user_data, "user data");
+        let got = wal
+            .read(self.first(), self.next())
+            .expect("read the whole log");
+        assert_eq!(got.len(), self.entries.len());
+        for ((id, p), (i, (t, mp))) in got.iter().zip(&self.entries) {
+            assert_eq!((id.index, id.term), (*i, *t));
+            assert_eq!(p, mp);
+        }
+    }
+}
+
+/// Operations decoded from bytes, run against the log and a `BTreeMap` model, with clean
+/// reopens and crashes (`simulate_crash`: the page cache survives, so nothing written may
+/// be lost). Layout: control byte (bit 0 strict, bit 1 tiny cache), then ops of three bytes.
+/// Returns the number of operations run.
+pub fn ops_model(data: &[u8]) -> usize {
+    ops_model_with(data, true)
+}
+
+/// [`ops_model`], optionally without stepping around known engine bugs.
+pub fn ops_model_with(data: &[u8], skip_known_bugs: bool) -> usize {
+    let mut inp = Input::new(data);
+    let Some(ctl) = inp.u8() else { return 0 };
+    let mode = if ctl & 1 == 1 {
+        RecoveryMode::Strict
+    } else {
+        RecoveryMode::TolerateTornTail
+    };
+    let d = temp_dir();
+    let cfg = || {
+        let c = Config::new(d.path()).chunk_size(CHUNK).recovery_mode(mode);
+        if ctl & 2 == 2 {
+            c.cache(4, 4096)
+        } else {
+            c
+        }
+    };
+    let mut wal = Some(Wal::open(cfg()).expect("open"));
+    let mut m = Model {
+        term: 1,
+        ..Model::default()
+    };
+    let mut ran = 0;
+    for _ in 0..256 {
+        let (Some(op), Some(a), Some(b)) = (inp.u8(), inp.u8(), inp.u8()) else {
+            break;
+        };
+        ran += 1;
+        let w = wal.as_ref().expect("open log");
+        let span = m.next() - m.first();
+        match op % 14 {
+            0..=2 => {
+                let es = m.make(m.next(), 1 + u64::from(a % 24), usize::from(b) * 13);
+                w.append(es.clone()).expect("append");
+                m.put(&es);
+            }
+            3 => {
+                if a & 0x80 != 0 && m.first() > 1 {
+                    // At or below the purge point: refused, nothing changes.
+                    let since = u64::from(a & 0x7f) % m.first();
+                    let r = w.truncate(since);
+                    assert!(
+                        matches!(r, Err(Error::TruncatePurged { .. })),
+                        "truncate({since}) below purge point {:?}: {r:?}",
+                        m.purged
+                    );
+                } else {
+                    let since = m.first() + u64::from(a) % (span + 2);
+                    w.truncate(since).expect("truncate");
+                    if since < m.next() {
+                        m.truncate(since);
+                    }
+                }
+            }
+            4 => {
+                m.term += 1;
+                let since = m.first() + u64::from(a) % (span + 1);
+                let es = m.make(since, 1 + u64::from(b % 20), usize::from(b) * 3);
+                w.replace_range(since, es.clone()).expect("replace_range");
+                m.truncate(since);
+                m.put(&es);
+            }
+            5 => {
+                let upto = m.first() + u64::from(a) % (span + 4);
+                let term = m.entries.get(&upto).map_or(m.term, |e| e.0);
+                let id = LogId::new(term, upto);
+                w.purge(id).expect("purge");
+                m.entries = m.entries.split_off(&(upto + 1));
+                m.purged = Some(id);
+                if m.last.is_none_or(|l| l.index < upto) {
+                    m.last = Some(id);
+                }
+            }
+            6 => {
+                if let Some(l) = m.last {
+                    w.commit(l).expect("commit");
+                    m.committed = Some(l);
+                }
+            }
+            7 => {
+                let v = Bytes::from(vec![a; usize::from(b % 64)]);
+                w.save_vote(v.clone()).expect("vote");
+                m.vote = Some(v);
+            }
+            8 => {
+                let u = (a & 1 == 1).then(|| Bytes::from(vec![b; usize::from(a >> 1)]));
+                w.save_user_data(u.clone()).expect("user data");
+                m.user_data = u;
+            }
+            9 => {
+                w.flush_blocking().expect("flush");
+                assert_eq!(w.durable_index(), m.last.map(|l| l.index), "durable index");
+            }
+            10 => {
+                drop(wal.take());
+                wal = Some(Wal::open(cfg()).expect("reopen"));
+            }
+            11 => {
+                wal.take().expect("open log").simulate_crash();
+                wal = Some(Wal::open(cfg()).expect("open after crash"));
+            }
+            12 => {
+                let from = m.first() + u64::from(a) % (span + 1);
+                let to = (from + u64::from(b % 40)).min(m.next());
+                let got = w.read(from, to).expect("read");
+                assert_eq!(got.len() as u64, to - from);
+                for (id, p) in got {
+                    assert_eq!(m.entries[&id.index], (id.term, p));
+                }
+            }
+            _ => {
+                let r = w.reset();
+                if skip_known_bugs && matches!(r, Err(Error::EntryTooLarge { .. })) {
+                    // KNOWN BUG (reported): reset writes its state image without rotating,
+                    // so it fails near the end of a chunk, after clearing the writer's state.
+                    return ran;
+                }
+                r.expect("reset");
+                m.entries.clear();
+                m.last = None;
+                m.purged = None;
+                m.committed = None;
+            }
+        }
+        m.check(wal.as_ref().expect("open log"));
+    }
+    drop(wal.take());
+    m.check(&Wal::open(cfg()).expect("final reopen"));
+    ran
+}
