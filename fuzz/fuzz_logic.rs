@@ -186,12 +186,6 @@ fn built_records(inp: &mut Input<'_>, out: &mut Vec<u8>) {
 /// framed records), a u16 length and that many bytes.
 /// Returns the number of entries recovered, or `None` if open refused the files.
 pub fn open_recovery(data: &[u8]) -> Option<usize> {
-    open_recovery_with(data, true)
-}
-
-/// [`open_recovery`], optionally without stepping around known engine bugs (the corpus
-/// replay test checks the known-bug inputs still fail, so a fix is noticed).
-pub fn open_recovery_with(data: &[u8], skip_known_bugs: bool) -> Option<usize> {
     let d = temp_dir();
     let (ctl, mode) = write_chunk_files(data, d.path())?;
     let cfg = || Config::new(d.path()).chunk_size(CHUNK).recovery_mode(mode);
@@ -208,17 +202,13 @@ pub fn open_recovery_with(data: &[u8], skip_known_bugs: bool) -> Option<usize> {
             return None;
         }
     };
-    if !self_consistent(&wal) {
-        // KNOWN BUG (reported): replay trusts the last id stored in truncate and state
-        // records even when it disagrees with the entries (or with the purge point). An
-        // entry appended and flushed after such a recovery can vanish on the next open.
-        assert!(
-            skip_known_bugs,
-            "state disagrees with the entries: {:?}",
-            wal.log_state()
-        );
-        return Some(0);
-    }
+    // Replay checks truncate and state records against the entries (records with a valid
+    // CRC that contradict the log are corruption), so an opened log is self-consistent.
+    assert!(
+        self_consistent(&wal),
+        "state disagrees with the entries: {:?}",
+        wal.log_state()
+    );
     let entries = read_all_entries(&wal);
     if ctl & 0x10 == 0 {
         return Some(entries.len());
@@ -228,13 +218,12 @@ pub fn open_recovery_with(data: &[u8], skip_known_bugs: bool) -> Option<usize> {
     let id = LogId::new(s.last.map_or(1, |l| l.term), next);
     let p = Bytes::from_static(b"after recovery");
     if next == 0 {
-        // KNOWN BUG (reported): with the last index at u64::MAX, `LogState::next_index`
-        // overflows inside `append`: a panic in debug builds, and in release builds index 0
-        // is accepted after u64::MAX. It should be refused with an error.
-        if !skip_known_bugs {
-            let r = wal.append([(id, p)]);
-            assert!(r.is_err(), "append past index u64::MAX accepted");
-        }
+        // Nothing can follow index u64::MAX: refused with an error, never wrapped to 0.
+        let r = wal.append([(id, p)]);
+        assert!(
+            matches!(r, Err(Error::IndexOverflow | Error::NonContiguous { .. })),
+            "append past index u64::MAX: {r:?}"
+        );
         return Some(entries.len());
     }
     wal.append([(id, p.clone())])
@@ -417,11 +406,6 @@ impl Model {
 /// be lost). Layout: control byte (bit 0 strict, bit 1 tiny cache), then ops of three bytes.
 /// Returns the number of operations run.
 pub fn ops_model(data: &[u8]) -> usize {
-    ops_model_with(data, true)
-}
-
-/// [`ops_model`], optionally without stepping around known engine bugs.
-pub fn ops_model_with(data: &[u8], skip_known_bugs: bool) -> usize {
     let mut inp = Input::new(data);
     let Some(ctl) = inp.u8() else { return 0 };
     let mode = if ctl & 1 == 1 {
@@ -532,13 +516,7 @@ pub fn ops_model_with(data: &[u8], skip_known_bugs: bool) -> usize {
                 }
             }
             _ => {
-                let r = w.reset();
-                if skip_known_bugs && matches!(r, Err(Error::EntryTooLarge { .. })) {
-                    // KNOWN BUG (reported): reset writes its state image without rotating,
-                    // so it fails near the end of a chunk, after clearing the writer's state.
-                    return ran;
-                }
-                r.expect("reset");
+                w.reset().expect("reset");
                 m.entries.clear();
                 m.last = None;
                 m.purged = None;

@@ -106,6 +106,12 @@ pub enum CorruptionKind {
         /// The missing chunk sequence number.
         missing: u64,
     },
+    /// A record contradicts the state replay has built so far.
+    #[error("{what}")]
+    Inconsistent {
+        /// What disagrees.
+        what: &'static str,
+    },
     /// An atomic write group was cut off inside a sealed chunk.
     #[error("unterminated atomic group")]
     UnterminatedGroup,
@@ -199,6 +205,9 @@ pub enum Error {
         /// The index that was given.
         got: u64,
     },
+    /// The log already holds index `u64::MAX`; no entry can follow it.
+    #[error("index overflow: no entry can follow index u64::MAX")]
+    IndexOverflow,
     /// A read asked for entries the log does not hold.
     #[error("entries [{from}, {to}) are not in the log")]
     OutOfRange {

@@ -40,15 +40,9 @@ pub struct LogState {
 }
 
 impl LogState {
-    /// The index the next appended entry must have, if the log constrains it.
+    /// The index the next appended entry must have, if the log constrains it. Saturates at
+    /// `u64::MAX`: a log whose last index is `u64::MAX` accepts no further entry.
     pub fn next_index(&self) -> Option<u64> {
-        self.last.map(|l| l.index + 1)
-    }
-
-    /// The first index still held, if any entry is held.
-    pub fn first_index(&self) -> Option<u64> {
-        let last = self.last?;
-        let first = self.purged.map_or(0, |p| p.index + 1);
-        (first <= last.index).then_some(first)
+        self.last.map(|l| l.index.saturating_add(1))
     }
 }

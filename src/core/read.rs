@@ -49,6 +49,11 @@ impl Reader {
         self.shared.state.read().clone()
     }
 
+    /// The smallest index the log holds, if it holds any entry.
+    pub fn first_index(&self) -> Option<u64> {
+        self.shared.index.first()
+    }
+
     /// Highest entry index known durable.
     pub fn durable_index(&self) -> Option<u64> {
         self.shared.durable.index()

@@ -65,6 +65,31 @@ fn drop_blank_newest(config: &Config, seqs: &mut Vec<u64>) -> Result<()> {
     Ok(())
 }
 
+/// After replay the state and the entries must agree: the entries run from just past the
+/// purge point to the last id; with no entries, the last id is the purge point.
+fn check_replayed(state: &LogState, index: &EntryIndex) -> Result<(), CorruptionKind> {
+    let bad = |what| Err(CorruptionKind::Inconsistent { what });
+    match (index.first(), index.last_index()) {
+        (Some(first), Some(last)) => {
+            if state.last.map(|l| l.index) != Some(last) {
+                return bad("the last id does not name the last entry");
+            }
+            if state
+                .purged
+                .is_some_and(|p| p.index.checked_add(1) != Some(first))
+            {
+                return bad("entries do not start right after the purge point");
+            }
+        }
+        _ => {
+            if state.last != state.purged {
+                return bad("no entries, but the last id is not the purge point");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Open (or create) the log described by `config`.
 pub(crate) fn open(config: Config) -> Result<Opened2> {
     config.validate()?;
@@ -158,6 +183,9 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         }
     }
 
+    if let Some(m) = metas.back() {
+        check_replayed(&state, &index).map_err(|k| Error::corrupt(m.seq, 0, k))?;
+    }
     let poison = Arc::new(Poison::default());
     let (active, mut w, end, sealed, dirty_to) = match tail {
         Some((c, w, end, sealed)) => {

@@ -44,13 +44,17 @@ pub(crate) struct Shared {
     pub counters: Counters,
 }
 
+fn bad(what: &'static str) -> CorruptionKind {
+    CorruptionKind::Inconsistent { what }
+}
+
 /// The log's last id if everything from `since` on were removed.
 pub(crate) fn last_before(state: &LogState, index: &EntryIndex, since: u64) -> Option<LogId> {
     let prev = since.checked_sub(1)?;
     if let Some(loc) = index.get(prev) {
         return Some(LogId::new(loc.term, prev));
     }
-    state.purged.filter(|p| p.index <= prev)
+    state.purged.filter(|p| p.index == prev)
 }
 
 /// Apply one record to `state` and `index`. Used by replay at open and by the writer, so
@@ -66,9 +70,9 @@ pub(crate) fn apply(
     match *rec {
         Record::Entry { id, .. } => {
             if let Some(last) = state.last {
-                if id.index != last.index.wrapping_add(1) {
+                if last.index.checked_add(1) != Some(id.index) {
                     return Err(CorruptionKind::NonContiguous {
-                        expected: last.index.wrapping_add(1),
+                        expected: last.index.saturating_add(1),
                         got: id.index,
                     });
                 }
@@ -84,6 +88,22 @@ pub(crate) fn apply(
             state.last = Some(id);
         }
         Record::Truncate { since, last } => {
+            // The writer only records a truncate that removes something, and stores the
+            // last id it leaves. Replay checks both against what it has built so far (the
+            // entry before `since` may live in a deleted chunk; then only its index can be
+            // checked).
+            if state.last.is_none_or(|l| since > l.index) {
+                return Err(bad("truncate starts past the last entry"));
+            }
+            let expect = last_before(state, index, since);
+            let agrees = match (last, expect) {
+                (l, Some(e)) => l == Some(e),
+                (Some(l), None) => Some(l.index) == since.checked_sub(1),
+                (None, None) => true,
+            };
+            if !agrees {
+                return Err(bad("truncate record's last id contradicts the entries"));
+            }
             index.remove_from(since);
             state.last = last;
         }
@@ -100,6 +120,19 @@ pub(crate) fn apply(
         Record::Vote { vote } => state.vote = Some(copy(vote)),
         Record::UserData { data } => state.user_data = data.map(&mut *copy),
         Record::State(img) => {
+            if let Some(p) = img.purged {
+                if img.last.is_none_or(|l| l.index < p.index) {
+                    return Err(bad("state image purges past its last entry"));
+                }
+            }
+            if let Some(l) = img.last {
+                if index.get(l.index).is_some_and(|loc| loc.term != l.term) {
+                    return Err(bad("state image's last id contradicts the entries"));
+                }
+                if index.last_index().is_some_and(|i| i > l.index) {
+                    return Err(bad("state image ends before entries already replayed"));
+                }
+            }
             // An image is authoritative: entries it does not cover go (a no-op for the image
             // at the start of a chunk; a reset writes one that empties the log).
             match img.last {

@@ -211,9 +211,10 @@ impl Wal {
     /// The state and all live entries.
     pub fn dump_data(&self) -> Result<DumpData> {
         let state = self.log_state();
-        let entries = match state.first_index() {
-            Some(first) => self.read(first, state.last.map_or(first, |l| l.index + 1))?,
-            None => Vec::new(),
+        let r = self.reader();
+        let entries = match (r.first_index(), state.last) {
+            (Some(first), Some(last)) => r.read(first, last.index.saturating_add(1))?,
+            _ => Vec::new(),
         };
         Ok(DumpData { state, entries })
     }

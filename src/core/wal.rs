@@ -123,7 +123,10 @@ impl Wal {
             Some(s) => Some(s),
             None => state.next_index(),
         };
-        for (id, p) in ids.iter().zip(payloads) {
+        if state.last.is_some_and(|l| l.index == u64::MAX) && since.is_none() {
+            return Err(Error::IndexOverflow);
+        }
+        for (k, (id, p)) in ids.iter().zip(payloads).enumerate() {
             if let Some(e) = expected {
                 if id.index != e {
                     return Err(Error::NonContiguous {
@@ -133,7 +136,11 @@ impl Wal {
                 }
             }
             self.check_payload(p.len())?;
-            expected = Some(id.index.wrapping_add(1));
+            expected = match id.index.checked_add(1) {
+                Some(n) => Some(n),
+                None if k + 1 < ids.len() => return Err(Error::IndexOverflow),
+                None => None,
+            };
         }
         Ok(())
     }
@@ -185,10 +192,14 @@ impl Wal {
         }
         self.check_entries(&w.state, Some(since), &ids, &payloads)?;
         let mut recs = Vec::with_capacity(ids.len() + 1);
-        let last = last_before(&w.state, &w.shared.index, since);
-        recs.push(Record::Truncate { since, last });
+        // Nothing to cut when `since` is the next index: then it is a plain append.
+        let cuts = w.state.last.is_some_and(|l| since <= l.index);
+        if cuts {
+            let last = last_before(&w.state, &w.shared.index, since);
+            recs.push(Record::Truncate { since, last });
+        }
         recs.extend(entry_records(&ids, &payloads));
-        w.write(&recs, &payloads, true)
+        w.write(&recs, &payloads, cuts)
     }
 
     /// Purge entries up to and including `upto`. `upto` may lie past the last entry (after a
@@ -246,6 +257,11 @@ impl Wal {
     pub fn flush_blocking(&self) -> Result<()> {
         let job = self.lock()?.inline_sync_job();
         job.run()
+    }
+
+    /// The smallest index the log holds, if it holds any entry.
+    pub fn first_index(&self) -> Option<u64> {
+        self.reader.first_index()
     }
 
     /// Entries `[from, to)`, served from the cache or verified against their CRC.

@@ -190,6 +190,21 @@ impl EntryIndex {
         *tail = self.runs.back().map(|e| Arc::clone(e.value()));
     }
 
+    /// Largest index held.
+    pub fn last_index(&self) -> Option<u64> {
+        let e = self.runs.back()?;
+        let r = e.value();
+        Some(r.first + r.len() as u64 - 1)
+    }
+
+    /// Smallest index held.
+    pub fn first(&self) -> Option<u64> {
+        self.runs
+            .iter()
+            .find(|e| e.value().len() > 0)
+            .map(|e| e.value().first)
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed)

@@ -26,7 +26,7 @@ fn readers_never_see_torn_or_mismatched_entries() {
             let mut x = r + 1;
             while !stop.load(Ordering::Relaxed) {
                 let s = reader.log_state();
-                let (Some(first), Some(last)) = (s.first_index(), s.last) else {
+                let (Some(first), Some(last)) = (reader.first_index(), s.last) else {
                     continue;
                 };
                 x = x
