@@ -44,8 +44,9 @@ impl Batch {
         }
     }
 
-    fn end(&self) -> u64 {
-        self.first + self.pos.len() as u64
+    /// Index of the last entry (batches are never empty; may be u64::MAX).
+    fn last(&self) -> u64 {
+        self.first + (self.pos.len() as u64).saturating_sub(1)
     }
 
     fn slice(&self, from: usize, to: usize) -> Batch {
@@ -127,7 +128,7 @@ impl PayloadCache {
         let in_cur = cur
             .0
             .as_ref()
-            .is_some_and(|b| b.first <= index && index < b.end());
+            .is_some_and(|b| b.first <= index && index <= b.last());
         if !in_cur {
             cur.0 = self
                 .map
@@ -159,7 +160,7 @@ impl PayloadCache {
         while all || self.over() {
             let Some(e) = self.map.front() else { break };
             let b = e.value();
-            if b.end() > limit.saturating_add(1) {
+            if b.last() > limit {
                 break;
             }
             if e.remove() {
@@ -174,7 +175,7 @@ impl PayloadCache {
     pub fn remove_from(&self, since: u64) {
         while let Some(e) = self.map.back() {
             let b = e.value();
-            if b.end() <= since {
+            if b.last() < since {
                 break;
             }
             if b.first < since {
@@ -196,7 +197,7 @@ impl PayloadCache {
             if b.first > upto {
                 break;
             }
-            if b.end() > upto.saturating_add(1) {
+            if b.last() > upto {
                 let rest = b.slice((upto + 1 - b.first) as usize, b.pos.len());
                 self.account(rest.pos.len(), rest.bytes, true);
                 self.map.insert(rest.first, Arc::new(rest));

@@ -57,6 +57,11 @@ impl Run {
         self.len.load(Ordering::Acquire)
     }
 
+    /// Index of the last published entry.
+    fn last(&self) -> Option<u64> {
+        (self.len() as u64).checked_sub(1).map(|n| self.first + n)
+    }
+
     fn loc(&self, slot: usize) -> Loc {
         Loc {
             term: self.terms[slot].load(Ordering::Relaxed),
@@ -98,7 +103,7 @@ impl EntryIndex {
         let mut tail = self.tail.lock();
         if let Some(r) = tail.as_ref() {
             let n = r.len.load(Ordering::Relaxed);
-            if r.chunk == loc.chunk && r.first + n as u64 == index && n < RUN_CAP {
+            if r.chunk == loc.chunk && index.checked_sub(r.first) == Some(n as u64) && n < RUN_CAP {
                 r.push(loc);
                 self.count.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -135,10 +140,14 @@ impl EntryIndex {
             .map_or(from, |e| *e.key());
         for e in self.runs.range(start..to) {
             let r = e.value();
-            let n = r.len() as u64;
+            // Inclusive bounds: a run may end at u64::MAX.
+            let Some(last) = r.last() else { continue };
             let lo = from.max(r.first);
-            let hi = to.min(r.first + n);
-            for i in lo..hi {
+            let hi = (to - 1).min(last);
+            if lo > hi {
+                continue;
+            }
+            for i in lo..=hi {
                 f(i, r.loc((i - r.first) as usize))?;
             }
         }
@@ -158,7 +167,7 @@ impl EntryIndex {
         if let Some(e) = self.runs.back() {
             let r = e.value();
             let n = r.len();
-            if r.first + n as u64 > since {
+            if r.first + (n as u64).saturating_sub(1) >= since {
                 let keep = (since - r.first) as usize;
                 self.runs.insert(r.first, Arc::new(r.slice(0, keep)));
                 self.count.fetch_sub(n - keep, Ordering::Relaxed);
@@ -173,7 +182,7 @@ impl EntryIndex {
         while let Some(e) = self.runs.front() {
             let r = e.value();
             let n = r.len();
-            if r.first + n as u64 <= upto.saturating_add(1) {
+            if r.first + (n as u64).saturating_sub(1) <= upto {
                 self.count.fetch_sub(n, Ordering::Relaxed);
                 e.remove();
                 continue;
@@ -194,7 +203,7 @@ impl EntryIndex {
     pub fn last_index(&self) -> Option<u64> {
         let e = self.runs.back()?;
         let r = e.value();
-        Some(r.first + r.len() as u64 - 1)
+        r.last()
     }
 
     /// Smallest index held.
