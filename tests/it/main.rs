@@ -4,4 +4,6 @@ mod basic;
 mod common;
 mod concurrent;
 mod model;
+#[cfg(feature = "openraft")]
+mod openraft_suite;
 mod recovery;
