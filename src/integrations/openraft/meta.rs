@@ -80,3 +80,92 @@ impl<NID: NodeId> Meta<NID> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ::openraft::CommittedLeaderId;
+
+    use super::*;
+
+    fn id(term: u64, index: u64) -> LogId<u64> {
+        LogId::new(CommittedLeaderId::new(term, 1), index)
+    }
+
+    fn wal_with_entries(dir: &std::path::Path) -> Wal {
+        let mut config = crate::Config::new(dir);
+        config.chunk_size = crate::MIN_CHUNK_SIZE;
+        let wal = Wal::open(config).unwrap();
+        wal.append((0..10).map(|i| (crate::LogId::new(1, i), Bytes::from_static(b"x"))))
+            .unwrap();
+        wal
+    }
+
+    #[test]
+    fn roundtrip_and_unknown_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = wal_with_entries(dir.path());
+        assert_eq!(Meta::<u64>::load(&wal).unwrap(), Meta::default());
+        let meta = Meta {
+            purged: Some(id(1, 3)),
+            committed: Some(id(1, 8)),
+        };
+        meta.save(&wal).unwrap();
+        assert_eq!(Meta::<u64>::load(&wal).unwrap(), meta);
+        wal.save_user_data(Some(Bytes::from_static(&[9, 0])))
+            .unwrap();
+        assert!(matches!(
+            Meta::<u64>::load(&wal),
+            Err(StoreError::MetaVersion { version: 9 })
+        ));
+        wal.save_user_data(Some(Bytes::from_static(&[META_VERSION, 0xff])))
+            .unwrap();
+        assert!(matches!(
+            Meta::<u64>::load(&wal),
+            Err(StoreError::Decode { .. })
+        ));
+    }
+
+    #[test]
+    fn reconcile_finishes_an_interrupted_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = wal_with_entries(dir.path());
+        // As after a crash between the metadata record and the core purge record.
+        let meta = Meta {
+            purged: Some(id(1, 4)),
+            committed: None,
+        };
+        meta.save(&wal).unwrap();
+        assert_eq!(wal.log_state().purged, None);
+        meta.reconcile(&wal).unwrap();
+        assert_eq!(wal.log_state().purged, Some(crate::LogId::new(1, 4)));
+        assert_eq!(wal.log_state().first_index(), Some(5));
+        // Idempotent.
+        meta.reconcile(&wal).unwrap();
+        assert_eq!(wal.log_state().first_index(), Some(5));
+    }
+
+    #[test]
+    fn reconcile_refuses_a_core_purged_further() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = wal_with_entries(dir.path());
+        wal.purge(crate::LogId::new(1, 6)).unwrap();
+        let meta = Meta {
+            purged: Some(id(1, 4)),
+            committed: None,
+        };
+        assert!(matches!(
+            meta.reconcile(&wal),
+            Err(StoreError::PurgeAhead {
+                core: 6,
+                recorded: Some(4)
+            })
+        ));
+        assert!(matches!(
+            Meta::<u64>::default().reconcile(&wal),
+            Err(StoreError::PurgeAhead {
+                core: 6,
+                recorded: None
+            })
+        ));
+    }
+}

@@ -30,12 +30,11 @@ use crate::{Config, Reader, Wal};
 ///   `{term, index}`.
 ///
 /// ```no_run
-/// # #[cfg(feature = "openraft")] {
+/// use std::io::Cursor; // the default `SnapshotData` of `declare_raft_types!`
 /// use chunkwal::integrations::openraft::ChunkwalLogStore;
 /// openraft::declare_raft_types!(pub TypeConfig:);
 /// let store = ChunkwalLogStore::<TypeConfig>::open(chunkwal::Config::new("/tmp/raft-log"))?;
 /// // Raft::new(node_id, config, network, store, state_machine).await?
-/// # }
 /// # Ok::<(), chunkwal::integrations::openraft::StoreError>(())
 /// ```
 pub struct ChunkwalLogStore<C: RaftTypeConfig> {
