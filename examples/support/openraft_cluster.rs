@@ -228,27 +228,44 @@ fn applied(raft: &Raft<TypeConfig>) -> u64 {
     raft.metrics().borrow().last_applied.map_or(0, |l| l.index)
 }
 
-/// Write `count` entries through `leader` from `writers` concurrent tasks; keys cycle
-/// through 128 per writer, values are sequence numbers.
+/// Write `count` entries from `writers` concurrent tasks, starting at `leader`; keys cycle
+/// through 128 per writer, values are sequence numbers. A writer told to forward follows
+/// the new leader (a retried write is an idempotent set, so state stays comparable).
 async fn write_entries(
-    leader: &Raft<TypeConfig>,
+    router: &Router,
+    leader: NodeId,
     round: u64,
     count: u64,
     writers: usize,
 ) -> Result<(), BoxError> {
     let mut tasks = Vec::new();
     for w in 0..writers as u64 {
-        let raft = leader.clone();
+        let router = router.clone();
         let n = count / writers as u64 + u64::from(w < count % writers as u64);
         tasks.push(tokio::spawn(async move {
+            let mut target = leader;
             for i in 0..n {
                 let req = Request {
                     key: format!("w{w}-k{}", i % 128),
                     value: round * 1_000_000 + i,
                 };
-                raft.client_write(req)
-                    .await
-                    .map_err(|e| format!("client_write from writer {w} failed: {e}"))?;
+                let mut attempts = 0;
+                loop {
+                    let raft = router.get(target).map_err(|e| e.to_string())?;
+                    match raft.client_write(req.clone()).await {
+                        Ok(_) => break,
+                        Err(e) if attempts < 100 => {
+                            attempts += 1;
+                            let fwd = e.forward_to_leader::<BasicNode>().and_then(|f| f.leader_id);
+                            tracing::warn!(w, error = %e, ?fwd, "client_write retried");
+                            match fwd {
+                                Some(l) => target = l,
+                                None => tokio::time::sleep(Duration::from_millis(100)).await,
+                            }
+                        }
+                        Err(e) => return Err(format!("client_write from writer {w} failed: {e}")),
+                    }
+                }
             }
             Ok::<(), String>(())
         }));
@@ -293,18 +310,25 @@ pub async fn run_cluster(
         .metrics(|m| m.current_leader.is_some(), "a leader is elected")
         .await
         .map_err(|e| format!("no leader elected: {e}"))?;
-    let leader_id = m.current_leader.ok_or("no leader in metrics")?;
-    let leader = nodes[&leader_id].raft.clone();
-    tracing::info!(leader_id, "leader elected");
+    let first_leader = m.current_leader.ok_or("no leader in metrics")?;
+    tracing::info!(first_leader, "leader elected");
 
     // 2) The timed write phase.
     let started = Instant::now();
-    write_entries(&leader, 1, entries, writers).await?;
+    write_entries(&router, first_leader, 1, entries, writers).await?;
     let write_secs = started.elapsed().as_secs_f64();
-    let target = applied(&leader);
+    let target = nodes.values().map(|n| applied(&n.raft)).max().unwrap_or(0);
     for node in nodes.values() {
         wait_applied(&node.raft, target, "every node applied the first batch").await?;
     }
+    // Normally still the first leader; re-read in case a slow machine forced an election.
+    let leader_id = nodes[&1]
+        .raft
+        .metrics()
+        .borrow()
+        .current_leader
+        .ok_or("no leader after the first batch")?;
+    let leader = nodes.get(&leader_id).ok_or("unknown leader")?.raft.clone();
 
     // 3) Stop a follower, write while it is down, restart it from its directory.
     let restarted = *ids
@@ -316,7 +340,7 @@ pub async fn run_cluster(
     down.raft.shutdown().await?;
     drop(down);
     let entries_while_down = (entries / 4).max(1);
-    write_entries(&leader, 2, entries_while_down, writers).await?;
+    write_entries(&router, leader_id, 2, entries_while_down, writers).await?;
 
     let restart_at = Instant::now();
     let node = start_node(base, restarted, &router).await?;
