@@ -134,6 +134,8 @@ pub struct ClusterReport {
     pub leader_keys: usize,
     /// Whether both state machines hold the same data.
     pub same_state: bool,
+    /// The leader's log counters: `append` calls, entries appended, flush requests.
+    pub leader_log: chunkwal::AccessStat,
 }
 
 impl std::fmt::Display for ClusterReport {
@@ -159,6 +161,11 @@ impl std::fmt::Display for ClusterReport {
             "node {} caught up to applied index {} (leader {}) in {:.3} s",
             self.restarted, self.restarted_applied, self.leader_applied, self.catch_up_secs
         )?;
+        writeln!(
+            f,
+            "leader log: {} appends of {} entries, {} flush requests",
+            self.leader_log.appends, self.leader_log.appended_entries, self.leader_log.flushes
+        )?;
         write!(
             f,
             "leader purged up to {:?}; {} keys; state machines equal: {}",
@@ -173,6 +180,8 @@ struct Node {
     data: Arc<Mutex<KvData>>,
     /// Last log index found in its directory when it started.
     recovered: Option<u64>,
+    /// Read handle on its log, for counters.
+    log: chunkwal::Reader,
 }
 
 fn raft_config() -> Result<Arc<Config>, BoxError> {
@@ -213,6 +222,7 @@ async fn start_node(base: &Path, id: NodeId, router: &Router) -> Result<Node, Bo
     let dir = node_dir(base, id);
     let store = open_store(&dir.join("log")).await?;
     let recovered = store.wal().log_state().last.map(|l| l.index);
+    let log = store.wal().reader();
     let sm = KvStateMachine::open(&dir.join("sm"))?;
     let data = sm.data();
     let raft = Raft::new(id, raft_config()?, router.clone(), store, sm).await?;
@@ -221,6 +231,7 @@ async fn start_node(base: &Path, id: NodeId, router: &Router) -> Result<Node, Bo
         raft,
         data,
         recovered,
+        log,
     })
 }
 
@@ -362,6 +373,7 @@ pub async fn run_cluster(
     let same_state = leader_data.kv == follower_data.kv
         && follower_data.last_applied.map(|l| l.index) >= Some(leader_applied);
     let leader_purged = leader.metrics().borrow().purged.map(|l| l.index);
+    let leader_log = nodes[&leader_id].log.access_stat();
     let voters: BTreeSet<NodeId> = leader
         .metrics()
         .borrow()
@@ -389,5 +401,6 @@ pub async fn run_cluster(
         leader_purged,
         leader_keys: leader_data.kv.len(),
         same_state,
+        leader_log,
     })
 }
