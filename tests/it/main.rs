@@ -11,5 +11,7 @@ mod crash_util;
 mod faults;
 mod fuzz_corpus;
 mod model;
+#[cfg(feature = "openraft")]
+mod openraft_suite;
 mod power_loss;
 mod recovery;
