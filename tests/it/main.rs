@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per concern.
 
+mod adapter;
 mod basic;
 #[cfg(feature = "cli")]
 mod cli;
