@@ -28,6 +28,7 @@ mod error;
 mod flush;
 pub mod format;
 mod index;
+pub mod integrations;
 mod types;
 
 pub use crate::chunk::{chunk_file_name, scan_chunk, Scanned, Tail, LOCK_FILE};

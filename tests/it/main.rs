@@ -6,5 +6,7 @@ mod basic;
 mod cli;
 mod common;
 mod concurrent;
+#[cfg(feature = "d-engine")]
+mod d_engine;
 mod model;
 mod recovery;
