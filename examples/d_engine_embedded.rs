@@ -30,7 +30,10 @@ async fn main() -> Result<(), BoxError> {
     let sm = Arc::new(FileStateMachine::new(dir.join("state-machine")).await?);
     let engine = EmbeddedEngine::start_custom(storage, sm, None).await?;
     let leader = engine.wait_ready(Duration::from_secs(30)).await?;
-    println!("leader {} elected in term {}", leader.leader_id, leader.term);
+    println!(
+        "leader {} elected in term {}",
+        leader.leader_id, leader.term
+    );
 
     let client = engine.client();
     let t = Instant::now();

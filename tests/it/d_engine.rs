@@ -104,7 +104,10 @@ fn traits_round_trip_entries_and_hard_state_across_reopen() {
         let open = || ChunkwalStorageEngine::open(Config::new(dir.path()), opts).expect("open");
         let engine = open();
         let (log, meta) = (engine.log_store(), engine.meta_store());
-        assert_eq!(log.is_write_durable(), opts.strategy == PersistenceStrategy::DiskFirst);
+        assert_eq!(
+            log.is_write_durable(),
+            opts.strategy == PersistenceStrategy::DiskFirst
+        );
         rt.block_on(async {
             let es: Vec<Entry> = (1..=20).map(|i| entry(i, 1)).collect();
             log.persist_entries(es.clone()).await.expect("persist");
@@ -139,7 +142,11 @@ fn traits_round_trip_entries_and_hard_state_across_reopen() {
             Some(LogId { term: 1, index: 4 })
         );
         let back = meta.load_hard_state().expect("load").expect("saved");
-        assert_eq!((back.current_term, back.voted_for), (9, hs.voted_for), "{name}");
+        assert_eq!(
+            (back.current_term, back.voted_for),
+            (9, hs.voted_for),
+            "{name}"
+        );
         assert_eq!(rt.block_on(log.entry(4)).expect("entry"), None);
     }
 }
