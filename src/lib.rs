@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod adapter;
 mod chunk;
 mod config;
 mod core;

@@ -40,11 +40,11 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
-/// Sorted chunk sequence numbers in `dir`. Leftover temporary files from an interrupted
-/// rotation are removed (they were never part of the log).
-pub fn list_chunks(dir: &Path) -> Result<Vec<u64>> {
+/// Sorted chunk sequence numbers in `dir`, and the leftover temporary files of an
+/// interrupted rotation (never part of the log). Changes nothing.
+pub fn list_chunks(dir: &Path) -> Result<(Vec<u64>, Vec<PathBuf>)> {
     let mut seqs = Vec::new();
-    let mut removed = false;
+    let mut tmps = Vec::new();
     let rd = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
     for ent in rd {
         let ent = ent.map_err(|e| Error::io("read directory", dir, e))?;
@@ -53,17 +53,23 @@ pub fn list_chunks(dir: &Path) -> Result<Vec<u64>> {
         if let Some(seq) = parse_chunk_name(name) {
             seqs.push(seq);
         } else if name.ends_with(TMP_SUFFIX) {
-            let p = ent.path();
-            tracing::warn!(path = %p.display(), "removing leftover temporary chunk");
-            fs::remove_file(&p).map_err(|e| Error::io("remove temporary chunk", &p, e))?;
-            removed = true;
+            tmps.push(ent.path());
         }
     }
-    if removed {
+    seqs.sort_unstable();
+    Ok((seqs, tmps))
+}
+
+/// Remove leftover temporary chunk files, then fsync the directory.
+pub fn remove_leftovers(dir: &Path, tmps: &[PathBuf]) -> Result<()> {
+    for p in tmps {
+        tracing::warn!(path = %p.display(), "removing leftover temporary chunk");
+        fs::remove_file(p).map_err(|e| Error::io("remove temporary chunk", p, e))?;
+    }
+    if !tmps.is_empty() {
         sync_dir(dir)?;
     }
-    seqs.sort_unstable();
-    Ok(seqs)
+    Ok(())
 }
 
 /// True if the file is empty or holds only zero bytes (a chunk that never got its header).
@@ -84,20 +90,6 @@ pub fn is_blank(path: &Path) -> Result<bool> {
     }
 }
 
-/// Sorted chunk sequence numbers in `dir`, changing nothing.
-pub fn list_chunks_readonly(dir: &Path) -> Result<Vec<u64>> {
-    let rd = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
-    let mut seqs = Vec::new();
-    for ent in rd {
-        let ent = ent.map_err(|e| Error::io("read directory", dir, e))?;
-        if let Some(seq) = ent.file_name().to_str().and_then(parse_chunk_name) {
-            seqs.push(seq);
-        }
-    }
-    seqs.sort_unstable();
-    Ok(seqs)
-}
-
 /// Take the exclusive directory lock; a second holder gets [`Error::Locked`].
 pub fn lock_dir(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
@@ -108,14 +100,23 @@ pub fn lock_dir(dir: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io("open lock file", &path, e))?;
-    match f.try_lock_exclusive() {
-        Ok(()) => Ok(f),
-        Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => {
-            Err(Error::Locked {
-                path: dir.to_path_buf(),
-            })
+    // A process that forks (to run any program) holds a copy of every open descriptor,
+    // this lock included, until its exec closes it: a lock released a moment ago can still
+    // look taken. So contention is retried briefly; a real holder keeps it longer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(250);
+    loop {
+        match f.try_lock_exclusive() {
+            Ok(()) => return Ok(f),
+            Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::Locked {
+                        path: dir.to_path_buf(),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(e) => return Err(Error::io("lock directory", &path, e)),
         }
-        Err(e) => Err(Error::io("lock directory", &path, e)),
     }
 }
 

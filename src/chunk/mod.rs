@@ -8,8 +8,8 @@ mod scan;
 mod tests;
 
 pub use file::{
-    chunk_file_name, chunk_path, install_chunk, is_blank, list_chunks, list_chunks_readonly,
-    lock_dir, prepare_chunk, sync_dir, LOCK_FILE,
+    chunk_file_name, chunk_path, install_chunk, is_blank, list_chunks, lock_dir, prepare_chunk,
+    remove_leftovers, sync_dir, LOCK_FILE,
 };
 pub use handle::{open_existing, Chunk, Opened};
 pub use mmap::{Region, RegionWriter};

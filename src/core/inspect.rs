@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::stat::{DumpRecord, OwnedRecord};
-use crate::chunk::{chunk_path, list_chunks_readonly, open_existing, scan_chunk, Opened, Tail};
+use crate::chunk::{chunk_path, list_chunks, open_existing, scan_chunk, Opened, Tail};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::ChunkHeader;
 
@@ -49,7 +49,7 @@ pub fn inspect_dir(
             })
         }
     }
-    let seqs = list_chunks_readonly(dir)?;
+    let (seqs, _) = list_chunks(dir)?;
     let mut out = Vec::with_capacity(seqs.len());
     for (i, &seq) in seqs.iter().enumerate() {
         let path = chunk_path(dir, seq);

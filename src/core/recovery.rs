@@ -96,7 +96,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     prepare_dir(&config)?;
     let lock = crate::chunk::lock_dir(&config.dir)?;
     let dir = config.dir.clone();
-    let mut seqs = list_chunks(&dir)?;
+    let (mut seqs, leftovers) = list_chunks(&dir)?;
     for w in seqs.windows(2) {
         if w[1] != w[0] + 1 {
             return Err(Error::corrupt(
@@ -186,6 +186,8 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     if let Some(m) = metas.back() {
         check_replayed(&state, &index).map_err(|k| Error::corrupt(m.seq, 0, k))?;
     }
+    // Only now that the log replayed: a failed open (Strict) leaves every file as it was.
+    crate::chunk::remove_leftovers(&dir, &leftovers)?;
     let poison = Arc::new(Poison::default());
     let (active, mut w, end, sealed, dirty_to) = match tail {
         Some((c, w, end, sealed)) => {

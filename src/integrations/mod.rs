@@ -1,4 +1,6 @@
-//! Adapters that plug chunkwal into Raft frameworks, each behind its own feature.
+//! Integrations with Raft frameworks, each behind its own feature.
 
+#[cfg(feature = "d-engine")]
+pub mod d_engine;
 #[cfg(feature = "openraft")]
 pub mod openraft;

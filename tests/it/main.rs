@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per concern.
 
+mod adapter;
 mod basic;
 #[cfg(feature = "cli")]
 mod cli;
@@ -8,6 +9,8 @@ mod concurrent;
 mod corruption;
 mod crash_kill;
 mod crash_util;
+#[cfg(feature = "d-engine")]
+mod d_engine;
 mod faults;
 mod fuzz_corpus;
 mod model;

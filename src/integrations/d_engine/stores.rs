@@ -1,0 +1,130 @@
+//! d-engine's `LogStore` and `MetaStore` on the chunkwal async adapter.
+
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use d_engine::common::{Entry, LogId as DLogId};
+use d_engine::{Error, HardState};
+
+use super::codec::{decode_hard_state, encode_hard_state, entry_to_log, log_to_entry, to_d_error};
+use crate::adapter::LogStore as Adapter;
+use crate::LogId;
+
+/// d-engine `LogStore` over chunkwal. Entries are stored as their prost encoding.
+#[derive(Debug, Clone)]
+pub struct ChunkwalLogStore {
+    pub(crate) store: Arc<Adapter>,
+}
+
+/// d-engine `MetaStore` over chunkwal: the hard state is the log's vote record, in the same
+/// chunk files as the entries.
+#[derive(Debug, Clone)]
+pub struct ChunkwalMetaStore {
+    pub(crate) store: Arc<Adapter>,
+}
+
+impl ChunkwalLogStore {
+    /// The adapter underneath (for `durable_index`, stats, ...).
+    pub fn adapter(&self) -> &Arc<Adapter> {
+        &self.store
+    }
+}
+
+fn decode_all(entries: Vec<(LogId, Bytes)>) -> Result<Vec<Entry>, Error> {
+    entries.into_iter().map(log_to_entry).collect()
+}
+
+#[async_trait]
+impl d_engine::LogStore for ChunkwalLogStore {
+    async fn persist_entries(&self, entries: Vec<Entry>) -> Result<(), Error> {
+        let entries = entries.iter().map(entry_to_log).collect();
+        self.store
+            .persist_entries(entries)
+            .await
+            .map_err(to_d_error)
+    }
+
+    async fn entry(&self, index: u64) -> Result<Option<Entry>, Error> {
+        let e = self.store.entry(index).await.map_err(to_d_error)?;
+        e.map(log_to_entry).transpose()
+    }
+
+    fn get_entries(&self, range: RangeInclusive<u64>) -> Result<Vec<Entry>, Error> {
+        decode_all(self.store.get_entries(range).map_err(to_d_error)?)
+    }
+
+    async fn purge(&self, cutoff_index: DLogId) -> Result<(), Error> {
+        // Index 0 is d-engine's "nothing": no entry has it.
+        if cutoff_index.index == 0 {
+            return Ok(());
+        }
+        let cutoff = LogId::new(cutoff_index.term, cutoff_index.index);
+        self.store.purge(cutoff).await.map_err(to_d_error)
+    }
+
+    async fn truncate(&self, from_index: u64) -> Result<(), Error> {
+        self.store.truncate(from_index).await.map_err(to_d_error)
+    }
+
+    async fn replace_range(&self, from_index: u64, new_entries: Vec<Entry>) -> Result<(), Error> {
+        let entries = new_entries.iter().map(entry_to_log).collect();
+        self.store
+            .replace_range(from_index, entries)
+            .await
+            .map_err(to_d_error)
+    }
+
+    fn is_write_durable(&self) -> bool {
+        self.store.is_write_durable()
+    }
+
+    fn flush(&self) -> Result<(), Error> {
+        self.store.flush().map_err(to_d_error)
+    }
+
+    async fn flush_async(&self) -> Result<(), Error> {
+        self.store.flush_async().await.map_err(to_d_error)
+    }
+
+    async fn reset(&self) -> Result<(), Error> {
+        self.store.reset().await.map_err(to_d_error)
+    }
+
+    fn last_index(&self) -> u64 {
+        self.store.last_index()
+    }
+
+    fn load_purge_boundary(&self) -> Result<Option<DLogId>, Error> {
+        let p = self.store.load_purge_boundary().map_err(to_d_error)?;
+        Ok(p.map(|id| DLogId {
+            term: id.term,
+            index: id.index,
+        }))
+    }
+}
+
+#[async_trait]
+impl d_engine::MetaStore for ChunkwalMetaStore {
+    fn save_hard_state(&self, state: &HardState) -> Result<(), Error> {
+        let bytes = Bytes::copy_from_slice(&encode_hard_state(state));
+        self.store.save_vote(bytes).map_err(to_d_error)
+    }
+
+    fn load_hard_state(&self) -> Result<Option<HardState>, Error> {
+        self.store
+            .load_vote()
+            .map(|v| decode_hard_state(&v))
+            .transpose()
+            .map_err(to_d_error)
+    }
+
+    fn flush(&self) -> Result<(), Error> {
+        self.store.flush().map_err(to_d_error)
+    }
+
+    async fn flush_async(&self) -> Result<(), Error> {
+        self.store.flush_async().await.map_err(to_d_error)
+    }
+}
