@@ -73,7 +73,7 @@ pub struct Args {
 }
 
 impl Args {
-    fn get(&self, k: &str) -> Option<&str> {
+    pub fn get(&self, k: &str) -> Option<&str> {
         self.rest
             .iter()
             .find(|(a, _)| a == k)
@@ -199,25 +199,43 @@ fn machine() -> Value {
 
 fn compare(a: &Args) -> io::Result<()> {
     std::fs::create_dir_all(&a.dir)?;
+    // Rounds interleave the engines so a change in machine load hits all of them alike;
+    // every number reported is the median over rounds.
+    let rounds = a
+        .get("--rounds")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1usize)
+        .max(1);
+    let mut per: Vec<Vec<Value>> = vec![Vec::new(); a.engines.len()];
+    for round in 0..rounds {
+        for (k, e) in a.engines.iter().enumerate() {
+            eprintln!("== round {round}, {e}: writes and reads");
+            let w = with_engine!(e.as_str(), L => workloads::run_writes::<L>(&a.dir, &a.plan))?;
+            eprintln!(
+                "== round {round}, {e}: reopen of {} entries",
+                a.plan.entries
+            );
+            let opts = Opts {
+                keep_all: true,
+                ..Opts::default()
+            };
+            let r = reopen_test(e, &a.dir, &a.plan, &opts)?;
+            let mut v = w;
+            v["reopen"] = r;
+            eprintln!("{}", serde_json::to_string(&v).unwrap_or_default());
+            per[k].push(v);
+        }
+    }
     let mut results = serde_json::Map::new();
-    for e in &a.engines {
-        eprintln!("== {e}: writes and reads");
-        let w = with_engine!(e.as_str(), L => workloads::run_writes::<L>(&a.dir, &a.plan))?;
-        eprintln!("== {e}: reopen of {} entries", a.plan.entries);
-        let opts = Opts {
-            keep_all: true,
-            ..Opts::default()
-        };
-        let r = reopen_test(e, &a.dir, &a.plan, &opts)?;
-        let mut v = w;
-        v["reopen"] = r;
-        eprintln!("{}", serde_json::to_string(&v).unwrap_or_default());
-        results.insert(e.clone(), v);
+    for (e, runs) in a.engines.iter().zip(&per) {
+        results.insert(e.clone(), report::median_of(runs));
     }
     let doc = json!({
         "machine": machine(),
         "loadavg_at_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         "plan": format!("{:?}", a.plan),
+        "rounds": rounds,
+        "per_round": a.engines.iter().zip(&per).map(|(e, r)| (e.clone(), json!(r))).collect::<serde_json::Map<_, _>>(),
         "dir": a.dir,
         "results": Value::Object(results),
     });

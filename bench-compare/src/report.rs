@@ -163,3 +163,27 @@ pub fn table(doc: &Value) -> String {
     }
     s
 }
+
+/// Element-wise median of same-shaped JSON documents (numbers: median; objects: per key;
+/// anything else: the first run's value).
+pub fn median_of(runs: &[Value]) -> Value {
+    let Some(first) = runs.first() else {
+        return Value::Null;
+    };
+    match first {
+        Value::Number(_) => {
+            let mut v: Vec<f64> = runs.iter().filter_map(Value::as_f64).collect();
+            v.sort_by(f64::total_cmp);
+            json!(v[v.len() / 2])
+        }
+        Value::Object(m) => Value::Object(
+            m.keys()
+                .map(|k| {
+                    let sub: Vec<Value> = runs.iter().map(|r| r[k.as_str()].clone()).collect();
+                    (k.clone(), median_of(&sub))
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
