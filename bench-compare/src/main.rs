@@ -199,6 +199,7 @@ fn machine() -> Value {
 
 fn compare(a: &Args) -> io::Result<()> {
     std::fs::create_dir_all(&a.dir)?;
+    let machine = machine();
     // Rounds interleave the engines so a change in machine load hits all of them alike;
     // every number reported is the median over rounds.
     let rounds = a
@@ -227,11 +228,14 @@ fn compare(a: &Args) -> io::Result<()> {
         }
     }
     let mut results = serde_json::Map::new();
+    let mut best = serde_json::Map::new();
     for (e, runs) in a.engines.iter().zip(&per) {
         results.insert(e.clone(), report::median_of(runs));
+        best.insert(e.clone(), report::best_of(runs));
     }
+    let best = report::with_ratios(json!({ "results": Value::Object(best) }));
     let doc = json!({
-        "machine": machine(),
+        "machine": machine,
         "loadavg_at_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         "plan": format!("{:?}", a.plan),
         "rounds": rounds,
@@ -239,9 +243,14 @@ fn compare(a: &Args) -> io::Result<()> {
         "dir": a.dir,
         "results": Value::Object(results),
     });
-    let doc = report::with_ratios(doc);
+    let mut doc = report::with_ratios(doc);
+    doc["best_of_rounds"] = best;
     std::fs::write(&a.out, serde_json::to_string_pretty(&doc)?)?;
-    println!("{}", report::table(&doc));
+    println!("## Median over {rounds} rounds\n\n{}", report::table(&doc));
+    println!(
+        "## Best round per engine and metric\n\n{}",
+        report::table(&doc["best_of_rounds"])
+    );
     eprintln!("wrote {}", a.out.display());
     Ok(())
 }
@@ -270,7 +279,8 @@ fn main() -> io::Result<()> {
         Some("table") => {
             let a = parse(&argv[1..])?;
             let doc: Value = serde_json::from_slice(&std::fs::read(&a.out)?)?;
-            println!("{}", report::table(&doc));
+            println!("## Median\n\n{}", report::table(&doc));
+            println!("## Best round\n\n{}", report::table(&doc["best_of_rounds"]));
             Ok(())
         }
         _ => compare(&parse(&argv)?),

@@ -187,3 +187,33 @@ pub fn median_of(runs: &[Value]) -> Value {
         other => other.clone(),
     }
 }
+
+fn set(v: &mut Value, path: &str, x: f64) {
+    let mut cur = v;
+    for k in path.split('.') {
+        if !cur.is_object() {
+            return;
+        }
+        cur = &mut cur[k];
+    }
+    *cur = json!(x);
+}
+
+/// Like [`median_of`], but every metric of [`METRICS`] takes its best round (max for
+/// higher-is-better, min otherwise): each engine's capability when the shared disk was quiet.
+pub fn best_of(runs: &[Value]) -> Value {
+    let mut out = median_of(runs);
+    for (path, _, higher) in METRICS {
+        let vals: Vec<f64> = runs.iter().filter_map(|r| get(r, path)).collect();
+        if vals.is_empty() {
+            continue;
+        }
+        let b = if *higher {
+            vals.iter().copied().fold(f64::MIN, f64::max)
+        } else {
+            vals.iter().copied().fold(f64::MAX, f64::min)
+        };
+        set(&mut out, path, b);
+    }
+    out
+}
