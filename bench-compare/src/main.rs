@@ -275,6 +275,12 @@ fn main() -> io::Result<()> {
             let a = parse(&argv[1..])?;
             workloads::profile(&a.dir, &a.plan, a.get("--what").unwrap_or("buffered"))
         }
+        Some("charts") => {
+            let a = parse(&argv[1..])?;
+            let f = a.out.with_file_name("tuning.json");
+            let doc: Value = serde_json::from_slice(&std::fs::read(f)?)?;
+            tuning::charts(&doc, &a.docs)
+        }
         Some("tuning") => tuning::run(&parse(&argv[1..])?),
         Some("table") => {
             let a = parse(&argv[1..])?;

@@ -160,7 +160,15 @@ fn chart(
         })
         .x_desc(x_desc)
         .y_desc("entries/s (log scale)")
-        .y_label_formatter(&|y| format!("{:.0}k", y / 1e3))
+        .y_label_formatter(&|y| {
+            if *y >= 1e7 {
+                format!("{:.0}M", y / 1e6)
+            } else if *y >= 1e6 {
+                format!("{:.1}M", y / 1e6)
+            } else {
+                format!("{:.0}k", y / 1e3)
+            }
+        })
         .draw()
         .map_err(|e| err(&e))?;
     let colors = [BLUE, RED, GREEN, MAGENTA, BLACK];
@@ -216,49 +224,6 @@ pub fn run(a: &Args) -> io::Result<()> {
         eprintln!("{v}");
         cache.push(v);
     }
-    let col = |v: &[Value], k: &str| -> Vec<f64> {
-        v.iter().map(|x| x[k].as_f64().unwrap_or(0.0)).collect()
-    };
-    chart(
-        &a.docs.join("tuning-throughput.svg"),
-        "chunkwal: chunk size vs throughput (256 B entries)",
-        &sizes.iter().map(|m| format!("{m} MiB")).collect::<Vec<_>>(),
-        &[
-            (
-                "buffered appends (64/batch)",
-                col(&chunk, "buffered_entries_per_s"),
-            ),
-            (
-                "durable 64-entry batches",
-                col(&chunk, "durable_entries_per_s"),
-            ),
-            (
-                "reopen (entries replayed/s)",
-                col(&chunk, "reopen_entries_per_s"),
-            ),
-        ],
-        "chunk size",
-    )?;
-    chart(
-        &a.docs.join("tuning-cache.svg"),
-        "chunkwal: cache_max_items vs reads and appends (256 B entries)",
-        &items.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        &[
-            (
-                "read newest 16k (ranges of 64)",
-                col(&cache, "read_newest_16k_entries_per_s"),
-            ),
-            (
-                "read all (ranges of 64)",
-                col(&cache, "read_all_entries_per_s"),
-            ),
-            (
-                "buffered appends",
-                col(&cache, "buffered_append_entries_per_s"),
-            ),
-        ],
-        "cache_max_items",
-    )?;
     let doc = json!({
         "plan": format!("{plan:?}"),
         "rounds": rounds,
@@ -268,10 +233,72 @@ pub fn run(a: &Args) -> io::Result<()> {
     });
     let out = a.out.with_file_name("tuning.json");
     std::fs::write(&out, serde_json::to_string_pretty(&doc)?)?;
+    charts(&doc, &a.docs)?;
     eprintln!(
         "wrote {} and the SVGs in {}",
         out.display(),
         a.docs.display()
     );
+    Ok(())
+}
+
+/// Draw the SVGs from a tuning.json document.
+pub fn charts(doc: &Value, docs: &Path) -> io::Result<()> {
+    let empty = Vec::new();
+    let chunk = doc["chunk_size"].as_array().unwrap_or(&empty);
+    let cache = doc["cache"].as_array().unwrap_or(&empty);
+    let label = |v: &[Value], k: &str| -> Vec<String> {
+        v.iter()
+            .map(|x| x[k].as_f64().unwrap_or(0.0).to_string())
+            .collect()
+    };
+    let sizes: Vec<String> = label(chunk, "chunk_mib")
+        .iter()
+        .map(|m| format!("{m} MiB"))
+        .collect();
+    let items = label(cache, "cache_items");
+    let col = |v: &[Value], k: &str| -> Vec<f64> {
+        v.iter().map(|x| x[k].as_f64().unwrap_or(0.0)).collect()
+    };
+    chart(
+        &docs.join("tuning-throughput.svg"),
+        "chunkwal: chunk size vs throughput (256 B entries)",
+        &sizes,
+        &[
+            (
+                "buffered appends (64/batch)",
+                col(chunk, "buffered_entries_per_s"),
+            ),
+            (
+                "durable 64-entry batches",
+                col(chunk, "durable_entries_per_s"),
+            ),
+            (
+                "reopen (entries replayed/s)",
+                col(chunk, "reopen_entries_per_s"),
+            ),
+        ],
+        "chunk size",
+    )?;
+    chart(
+        &docs.join("tuning-cache.svg"),
+        "chunkwal: cache_max_items vs reads and appends (256 B entries)",
+        &items,
+        &[
+            (
+                "read newest 16k (ranges of 64)",
+                col(cache, "read_newest_16k_entries_per_s"),
+            ),
+            (
+                "read all (ranges of 64)",
+                col(cache, "read_all_entries_per_s"),
+            ),
+            (
+                "appends + async flush per batch",
+                col(cache, "append_with_async_flush_entries_per_s"),
+            ),
+        ],
+        "cache_max_items",
+    )?;
     Ok(())
 }
