@@ -1,0 +1,271 @@
+//! The workloads, generic over [`Log`]: every engine runs exactly the same code.
+
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::engines::{Log, Opts};
+
+/// Sizes of one comparison run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub payload: usize,
+    /// Durable batches of `batch` entries.
+    pub batches: usize,
+    pub batch: usize,
+    /// Durable single-entry appends.
+    pub singles: usize,
+    /// Entries appended buffered (in batches of `batch`).
+    pub buffered: usize,
+    /// Entries written, then read back warm.
+    pub reads: usize,
+    /// Entries in the reopen test.
+    pub entries: usize,
+    /// Reopen repetitions (fresh child process each).
+    pub reopens: usize,
+}
+
+/// A deterministic, incompressible payload.
+pub fn payload(len: usize) -> Bytes {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+pub fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+fn lat_json(mut v: Vec<Duration>) -> Value {
+    v.sort();
+    json!({ "p50_us": pct(&v, 0.5), "p99_us": pct(&v, 0.99), "max_us": pct(&v, 1.0) })
+}
+
+/// Append `count` entries in batches, timing only the engine call. Returns total time and
+/// per-batch latencies.
+fn append_run<L: Log>(
+    log: &mut L,
+    first: u64,
+    count: usize,
+    batch: usize,
+    p: &Bytes,
+    durable: bool,
+) -> io::Result<(Duration, Vec<Duration>)> {
+    let mut lat = Vec::with_capacity(count / batch + 1);
+    let mut total = Duration::ZERO;
+    let mut i = first;
+    let end = first + count as u64;
+    while i < end {
+        let n = batch.min((end - i) as usize);
+        let b = log.prepare(i, n, p);
+        let t = Instant::now();
+        log.append(b, durable)?;
+        let d = t.elapsed();
+        lat.push(d);
+        total += d;
+        i += n as u64;
+    }
+    Ok((total, lat))
+}
+
+fn rate(entries: usize, payload: usize, t: Duration) -> Value {
+    let s = t.as_secs_f64();
+    json!({
+        "entries": entries,
+        "secs": s,
+        "entries_per_s": entries as f64 / s,
+        "mb_per_s": (entries * payload) as f64 / s / 1e6,
+    })
+}
+
+/// Durable batches, durable singles, buffered, warm reads: each in a fresh directory.
+pub fn run_writes<L: Log>(root: &Path, plan: &Plan) -> io::Result<Value> {
+    let p = payload(plan.payload);
+    let mut out = serde_json::Map::new();
+
+    {
+        let dir = tempfile::tempdir_in(root)?;
+        let mut log = L::open(dir.path(), &Opts::default())?;
+        // Warm-up: a few batches (file creation, first faults) not measured.
+        append_run(&mut log, 1, 16 * plan.batch, plan.batch, &p, true)?;
+        let first = 1 + 16 * plan.batch as u64;
+        let (t, lat) = append_run(
+            &mut log,
+            first,
+            plan.batches * plan.batch,
+            plan.batch,
+            &p,
+            true,
+        )?;
+        let mut v = rate(plan.batches * plan.batch, plan.payload, t);
+        v["batch_latency"] = lat_json(lat);
+        out.insert("durable_batch".into(), v);
+
+        let first = first + (plan.batches * plan.batch) as u64;
+        let (t, lat) = append_run(&mut log, first, plan.singles, 1, &p, true)?;
+        let mut v = rate(plan.singles, plan.payload, t);
+        v["latency"] = lat_json(lat);
+        out.insert("durable_single".into(), v);
+    }
+
+    if L::can_buffer() {
+        let dir = tempfile::tempdir_in(root)?;
+        let mut log = L::open(dir.path(), &Opts::default())?;
+        append_run(&mut log, 1, 16 * plan.batch, plan.batch, &p, false)?;
+        let first = 1 + 16 * plan.batch as u64;
+        let (mut t, _) = append_run(&mut log, first, plan.buffered, plan.batch, &p, false)?;
+        let s = Instant::now();
+        log.settle()?;
+        t += s.elapsed();
+        out.insert("buffered".into(), rate(plan.buffered, plan.payload, t));
+    } else {
+        out.insert("buffered".into(), Value::Null);
+    }
+
+    {
+        let dir = tempfile::tempdir_in(root)?;
+        let opts = Opts {
+            keep_all: true,
+            ..Opts::default()
+        };
+        let mut log = L::open(dir.path(), &opts)?;
+        append_run(&mut log, 1, plan.reads, 256, &p, false)?;
+        log.sync()?;
+        let n = plan.reads as u64;
+        let window = plan.batch as u64;
+        // One untimed pass, then three timed passes of range reads of `batch` entries.
+        let pass = |log: &mut L| -> io::Result<usize> {
+            let mut bytes = 0;
+            let mut i = 1;
+            while i <= n {
+                let to = (i + window).min(n + 1);
+                bytes += log.read(i, to)?;
+                i = to;
+            }
+            Ok(bytes)
+        };
+        pass(&mut log)?;
+        let t = Instant::now();
+        for _ in 0..3 {
+            let b = pass(&mut log)?;
+            if b != plan.reads * plan.payload {
+                return Err(io::Error::other(format!("read {b} payload bytes")));
+            }
+        }
+        out.insert(
+            "warm_read".into(),
+            rate(3 * plan.reads, plan.payload, t.elapsed()),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
+/// Build the reopen fixture: `entries` entries in batches of 256, one sync, closed.
+pub fn build_log<L: Log>(dir: &Path, plan: &Plan, opts: &Opts) -> io::Result<Duration> {
+    let p = payload(plan.payload);
+    let t = Instant::now();
+    let mut log = L::open(dir, opts)?;
+    append_run(&mut log, 1, plan.entries, 256, &p, false)?;
+    log.settle()?;
+    log.sync()?;
+    drop(log);
+    Ok(t.elapsed())
+}
+
+/// Resident and shared (file-backed) memory in bytes, from /proc/self/statm.
+pub fn statm() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let f: Vec<u64> = s
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let page = 4096;
+    (
+        f.get(1).copied().unwrap_or(0) * page,
+        f.get(2).copied().unwrap_or(0) * page,
+    )
+}
+
+/// In the child process: open the log, measure time and memory, check it holds `entries`.
+pub fn reopen_child<L: Log>(dir: &Path, entries: u64, opts: &Opts) -> io::Result<Value> {
+    let (rss0, shared0) = statm();
+    let t = Instant::now();
+    let log = L::open(dir, opts)?;
+    let secs = t.elapsed().as_secs_f64();
+    let (rss1, shared1) = statm();
+    let last = log.last_index();
+    if last != Some(entries) {
+        return Err(io::Error::other(format!("reopened log ends at {last:?}")));
+    }
+    // Hold the log until measured; dropping it is not part of the test.
+    std::mem::forget(log);
+    Ok(json!({
+        "open_secs": secs,
+        "rss_delta": rss1 as i64 - rss0 as i64,
+        "anon_delta": (rss1 - shared1) as i64 - (rss0 - shared0) as i64,
+        "rss_after": rss1,
+    }))
+}
+
+/// chunkwal only, one workload, for `perf record` / callgrind: `buffered` appends,
+/// `durable` 64-entry batches then single entries, `reopen` (build once, open 5 times), or
+/// `build` / `open` (5 times) on `--dir` itself.
+pub fn profile(root: &Path, plan: &Plan, what: &str) -> io::Result<()> {
+    use crate::engines::Chunkwal;
+    let p = payload(plan.payload);
+    let dir = tempfile::tempdir_in(root)?;
+    let t = Instant::now();
+    match what {
+        "buffered" => {
+            let mut log = Chunkwal::open(dir.path(), &Opts::default())?;
+            append_run(&mut log, 1, plan.buffered, plan.batch, &p, false)?;
+        }
+        "durable" => {
+            let mut log = Chunkwal::open(dir.path(), &Opts::default())?;
+            let n = plan.batches * plan.batch;
+            append_run(&mut log, 1, n, plan.batch, &p, true)?;
+            append_run(&mut log, 1 + n as u64, plan.singles, 1, &p, true)?;
+        }
+        // `build` then `open` on the same --dir (two processes, so each profiles alone).
+        "build" => {
+            build_log::<Chunkwal>(root, plan, &Opts::default())?;
+        }
+        "open" => {
+            for _ in 0..5 {
+                let log = Chunkwal::open(root, &Opts::default())?;
+                if log.last_index() != Some(plan.entries as u64) {
+                    return Err(io::Error::other("short log"));
+                }
+            }
+        }
+        "reopen" => {
+            build_log::<Chunkwal>(dir.path(), plan, &Opts::default())?;
+            eprintln!("built in {:?}", t.elapsed());
+            let t = Instant::now();
+            for _ in 0..5 {
+                let log = Chunkwal::open(dir.path(), &Opts::default())?;
+                if log.last_index() != Some(plan.entries as u64) {
+                    return Err(io::Error::other("short log"));
+                }
+            }
+            eprintln!("5 opens in {:?}", t.elapsed());
+        }
+        other => return Err(io::Error::other(format!("unknown workload {other}"))),
+    }
+    eprintln!("{what}: {:?}", t.elapsed());
+    Ok(())
+}
