@@ -27,7 +27,7 @@ pub enum Opened {
     /// A valid chunk, mapped read-only.
     ReadOnly(Arc<Chunk>),
     /// A valid chunk, mapped read-write (the newest chunk, to continue writing).
-    Writable(Arc<Chunk>, RegionWriter),
+    Writable(Arc<Chunk>, RegionWriter, usize),
 }
 
 /// Open chunk `seq` at `path`. `writable` maps it read-write, extending it back to
@@ -89,7 +89,10 @@ pub fn open_existing(path: &Path, seq: u64, writable: bool) -> Result<Opened> {
             header,
             region: Arc::clone(w.region()),
         });
-        Ok(Opened::Writable(chunk, w))
+        // Where data may lie: past the last data extent the file reads as zeroes, so the
+        // tail scan need not touch (and fault in) the unwritten rest of the chunk.
+        let data_end = data_end(&file).map_or(want, |e| e.min(want)) as usize;
+        Ok(Opened::Writable(chunk, w, data_end))
     } else {
         let region = Region::map_read_only(&file, len as usize, path)
             .map_err(|e| Error::io("map chunk", path, e))?;
@@ -112,4 +115,22 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
         n += r;
     }
     Ok(n)
+}
+
+/// End of the last data region of `f` (SEEK_DATA / SEEK_HOLE). File systems without
+/// support report the whole file as data, which only makes the caller scan more.
+fn data_end(f: &File) -> std::io::Result<u64> {
+    use rustix::fs::{seek, SeekFrom};
+    let mut end = 0;
+    loop {
+        let start = match seek(f, SeekFrom::Data(end)) {
+            Ok(s) => s,
+            Err(rustix::io::Errno::NXIO) => return Ok(end),
+            Err(e) => return Err(e.into()),
+        };
+        end = seek(f, SeekFrom::Hole(start))?;
+        if end <= start {
+            return Ok(start);
+        }
+    }
 }

@@ -100,6 +100,32 @@ impl Region {
         }))
     }
 
+    /// Drop this mapping's page-table entries (MADV_DONTNEED). The bytes stay in the page
+    /// cache and on disk; the next access faults them back in unchanged. Used after replay so
+    /// that a reopened log does not keep every chunk it scanned resident.
+    pub fn release_pages(&self) -> io::Result<()> {
+        // SAFETY: the mapping is MAP_SHARED and file-backed, so MADV_DONTNEED discards no
+        // data: dirty pages stay in the page cache and later accesses re-read the same file
+        // contents. The virtual range stays mapped, so every outstanding slice stays valid and
+        // sees the same bytes (published bytes never change).
+        unsafe {
+            self.map
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        }
+    }
+
+    /// Fault in `[off, off + len)` for writing ahead of the writer (MADV_POPULATE_WRITE), so
+    /// page-fault and zero-fill work happens on the caller's thread instead of the writer's.
+    /// A hint: errors (for example an older kernel) are for the caller to ignore.
+    pub fn prefault(&self, off: usize, len: usize) -> io::Result<()> {
+        let len = len.min(self.len.saturating_sub(off));
+        if len == 0 {
+            return Ok(());
+        }
+        self.map
+            .advise_range(memmap2::Advice::PopulateWrite, off, len)
+    }
+
     /// msync(MS_SYNC) the byte range `[off, off + len)`: on return it is on stable storage.
     pub fn sync_range(&self, off: usize, len: usize) -> io::Result<()> {
         if len == 0 {

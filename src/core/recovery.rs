@@ -132,7 +132,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
                 return Err(Error::corrupt(seq, 0, CorruptionKind::ShortFile { len: 0 }));
             }
             Opened::ReadOnly(c) => (c, None),
-            Opened::Writable(c, w) => (c, Some(w)),
+            Opened::Writable(c, w, data_end) => (c, Some((w, data_end))),
         };
         let tag = chunk.header.epoch_tag();
         let mut meta = ChunkMeta {
@@ -142,7 +142,11 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         };
         let verdict = {
             let bytes: &[u8] = match &writer {
-                Some(w) => w.full_view(),
+                // Past `data_end` the file holds no data: it reads as zeroes.
+                Some((w, data_end)) => {
+                    let all = w.full_view();
+                    all.get(..*data_end).unwrap_or(all)
+                }
                 None => chunk.region.bytes(),
             };
             scan_chunk(bytes, seq, tag, is_last, &mut |s| {
@@ -155,7 +159,13 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         };
         chunks.insert(seq, Arc::clone(&chunk));
         metas.push_back(meta);
-        if let Some(mut w) = writer {
+        if writer.is_none() {
+            // A sealed chunk is only read from here on, and rarely: do not keep it resident.
+            if let Err(e) = chunk.region.release_pages() {
+                tracing::debug!(seq, error = %e, "madvise(DONTNEED) failed");
+            }
+        }
+        if let Some((mut w, _)) = writer {
             let (end, sealed) = match verdict {
                 Tail::Sealed { end } => (end, true),
                 Tail::Clean { end } => (end, false),
@@ -262,6 +272,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         gen: 0,
         worker,
         spare: None,
+        prefault: super::writer::Prefaulter::start(),
     };
     if sealed {
         writer.rotate(false)?;

@@ -44,6 +44,64 @@ pub(crate) struct Writer {
     pub worker: WorkerHandle,
     /// The next chunk, prepared ahead (preallocated, header synced, not yet installed).
     pub spare: Option<Spare>,
+    /// Faults pages in ahead of the cursor on another thread.
+    pub prefault: Prefaulter,
+}
+
+/// How far ahead of the cursor pages are faulted in.
+const PREFAULT_AHEAD: usize = 4 << 20;
+
+/// A thread that faults in the active chunk's pages ahead of the writer, so the writer's
+/// copies land on mapped, zero-filled pages instead of taking the page faults itself.
+pub(crate) struct Prefaulter {
+    tx: Option<crossbeam_channel::Sender<(Arc<Region>, usize, usize)>>,
+    /// Pages of the active chunk before this offset were requested.
+    requested_to: usize,
+}
+
+impl Prefaulter {
+    /// Start the thread (if it cannot start, prefaulting is simply skipped).
+    pub fn start() -> Prefaulter {
+        let (tx, rx) = crossbeam_channel::unbounded::<(Arc<Region>, usize, usize)>();
+        let started = std::thread::Builder::new()
+            .name("chunkwal-prefault".into())
+            .spawn(move || {
+                while let Ok((region, from, to)) = rx.recv() {
+                    let mut off = from;
+                    while off < to {
+                        let n = (to - off).min(1 << 20);
+                        // A hint: an old kernel without MADV_POPULATE_WRITE just says no.
+                        if region.prefault(off, n).is_err() {
+                            break;
+                        }
+                        off += n;
+                    }
+                }
+            })
+            .is_ok();
+        Prefaulter {
+            tx: started.then_some(tx),
+            requested_to: 0,
+        }
+    }
+
+    /// Keep the pages up to `PREFAULT_AHEAD` past `cursor` requested.
+    fn ahead_of(&mut self, region: &Arc<Region>, cursor: usize) {
+        let Some(tx) = &self.tx else { return };
+        let want = (cursor + PREFAULT_AHEAD).min(region.len());
+        if self.requested_to < cursor + PREFAULT_AHEAD / 2 && self.requested_to < want {
+            let from = self.requested_to.max(cursor);
+            if tx.send((Arc::clone(region), from, want)).is_err() {
+                self.tx = None;
+            }
+            self.requested_to = want;
+        }
+    }
+
+    /// A new chunk became active.
+    fn reset(&mut self) {
+        self.requested_to = 0;
+    }
 }
 
 /// A prepared but not installed chunk. If the writer goes away first, its temporary file is
@@ -161,6 +219,7 @@ impl Writer {
         }
         let mut written = Vec::with_capacity(payloads.len());
         let r = self.write_groups(recs, tie_first, &mut written);
+        self.prefault.ahead_of(self.w.region(), self.w.cursor());
         // Even after a mid-batch failure what was written is complete and applied: publish
         // it and cache its payloads.
         if let Some(first) = recs.iter().find_map(|r| match r {
@@ -414,6 +473,7 @@ impl Writer {
         self.active = chunk;
         self.w = w;
         self.requested_to = HEADER_LEN;
+        self.prefault.reset();
         self.metas.push_back(ChunkMeta {
             seq,
             path,
