@@ -92,7 +92,12 @@ impl Log for Chunkwal {
 
     fn prepare(&self, first: u64, n: usize, payload: &Bytes) -> Self::Batch {
         (first..first + n as u64)
-            .map(|i| (chunkwal::LogId::new(1, i), payload.clone()))
+            .map(|i| {
+                (
+                    chunkwal::LogId::new(1, i),
+                    crate::workloads::pick(payload, i),
+                )
+            })
             .collect()
     }
 
@@ -163,10 +168,10 @@ impl Log for RaftEngine {
     fn prepare(&self, first: u64, n: usize, payload: &Bytes) -> Self::Batch {
         (first..first + n as u64)
             .map(|i| {
-                let mut v = Vec::with_capacity(16 + payload.len());
+                let mut v = Vec::with_capacity(16 + payload.len() / crate::workloads::POOL);
                 v.extend_from_slice(&i.to_le_bytes());
                 v.extend_from_slice(&1u64.to_le_bytes());
-                v.extend_from_slice(payload);
+                v.extend_from_slice(&crate::workloads::pick(payload, i));
                 let mut e = protobuf::well_known_types::BytesValue::new();
                 e.value = v;
                 e
@@ -295,7 +300,7 @@ impl Log for RaftLog {
 
     fn prepare(&self, first: u64, n: usize, payload: &Bytes) -> Self::Batch {
         (first..first + n as u64)
-            .map(|i| ((1, i), RlPayload(payload.clone())))
+            .map(|i| ((1, i), RlPayload(crate::workloads::pick(payload, i))))
             .collect()
     }
 
@@ -407,7 +412,7 @@ pub struct Okaywal {
 }
 
 impl Log for Okaywal {
-    type Batch = (usize, Bytes);
+    type Batch = (u64, usize, Bytes);
 
     fn open(dir: &Path, opts: &Opts) -> io::Result<Self> {
         let positions: Positions = Arc::default();
@@ -420,19 +425,19 @@ impl Log for Okaywal {
         Ok(Okaywal { wal, positions })
     }
 
-    fn prepare(&self, _first: u64, n: usize, payload: &Bytes) -> Self::Batch {
-        (n, payload.clone())
+    fn prepare(&self, first: u64, n: usize, payload: &Bytes) -> Self::Batch {
+        (first, n, payload.clone())
     }
 
     fn can_buffer() -> bool {
         false
     }
 
-    fn append(&mut self, (n, payload): Self::Batch, _durable: bool) -> io::Result<()> {
+    fn append(&mut self, (first, n, pool): Self::Batch, _durable: bool) -> io::Result<()> {
         let mut w = self.wal.begin_entry()?;
         let mut got = Vec::with_capacity(n);
-        for _ in 0..n {
-            got.push(w.write_chunk(&payload)?.position);
+        for i in first..first + n as u64 {
+            got.push(w.write_chunk(&crate::workloads::pick(&pool, i))?.position);
         }
         w.commit()?;
         self.positions.lock().expect("positions").extend(got);

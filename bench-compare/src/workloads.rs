@@ -29,9 +29,21 @@ pub struct Plan {
 }
 
 /// A deterministic, incompressible payload.
+/// Distinct payloads per entry: `POOL` different random payloads, cycled by index, so no
+/// engine gains from compressing identical entries (real Raft payloads differ).
+pub const POOL: usize = 1024;
+
+/// The payload of entry `i`, from a pool made by [`payload`].
+pub fn pick(pool: &Bytes, i: u64) -> Bytes {
+    let len = pool.len() / POOL;
+    let k = (i as usize % POOL) * len;
+    pool.slice(k..k + len)
+}
+
+/// A pool of `POOL` random payloads of `len` bytes each, back to back.
 pub fn payload(len: usize) -> Bytes {
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
+    (0..len * POOL)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
