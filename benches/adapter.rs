@@ -26,7 +26,10 @@ fn persist(c: &mut Criterion) {
         ("disk_first", PersistenceStrategy::DiskFirst),
         ("mem_first", PersistenceStrategy::MemFirst),
     ] {
-        for (pname, policy) in [("immediate", FlushPolicy::Immediate), ("batch", batch_policy)] {
+        for (pname, policy) in [
+            ("immediate", FlushPolicy::Immediate),
+            ("batch", batch_policy),
+        ] {
             let dir = tempfile::tempdir().expect("temp dir");
             let store = LogStore::open(
                 Config::new(dir.path()),
@@ -38,8 +41,7 @@ fn persist(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new(sname, pname), |b| {
                 b.iter(|| {
                     let i = next.get();
-                    block_on(store.persist_entries(common::batch(i, BATCH, &p)))
-                        .expect("persist");
+                    block_on(store.persist_entries(common::batch(i, BATCH, &p))).expect("persist");
                     next.set(i + BATCH);
                 })
             });

@@ -127,7 +127,9 @@ pub fn write_frame(
         reserved2: [0; 4],
     };
     head.copy_from_slice(raw.as_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[4..]), body);
-    head[..4].copy_from_slice(&crc.to_le_bytes());
+    // Header and body are contiguous: one CRC pass over both.
+    let end = RECORD_HEADER_LEN + body_len;
+    let crc = crc32c::crc32c(&dst[4..end]);
+    dst[..4].copy_from_slice(&crc.to_le_bytes());
     crc
 }
