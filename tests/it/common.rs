@@ -12,14 +12,18 @@ pub fn cfg(dir: &std::path::Path) -> Config {
 
 pub fn payload(index: u64, len: usize) -> Bytes {
     let mut v = Vec::with_capacity(len);
-    let mut x = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    fill(&mut v, index.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, len);
+    Bytes::from(v)
+}
+
+/// Append `len` xorshift bytes from state `x` (non-zero) to `v`.
+pub fn fill(v: &mut Vec<u8>, mut x: u64, len: usize) {
     for _ in 0..len {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         v.push(x as u8);
     }
-    Bytes::from(v)
 }
 
 pub fn entries(from: u64, to: u64, term: u64, len: usize) -> Vec<(LogId, Bytes)> {

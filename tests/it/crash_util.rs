@@ -53,17 +53,12 @@ impl Rng {
 /// Payload of entry `(index, term)`: length and bytes both derived from the id, so any
 /// process can check any entry without knowing who wrote it.
 pub fn derived(index: u64, term: u64) -> Bytes {
-    let mut x = (index ^ term.rotate_left(40)).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let x = (index ^ term.rotate_left(40)).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let len = (x >> 7) % 2000;
     let mut v = Vec::with_capacity(len as usize + 16);
     v.extend_from_slice(&index.to_le_bytes());
     v.extend_from_slice(&term.to_le_bytes());
-    for _ in 0..len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.push(x as u8);
-    }
+    crate::common::fill(&mut v, x, len as usize);
     Bytes::from(v)
 }
 
