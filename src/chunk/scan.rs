@@ -77,11 +77,14 @@ pub fn scan_chunk<'a>(
             record,
         };
         pos += frame.encoded_len;
-        pending.push(s);
-        if frame.flags & FLAG_CONTINUES == 0 {
-            for s in pending.drain(..) {
-                visit(&s)?;
+        if frame.flags & FLAG_CONTINUES != 0 {
+            pending.push(s);
+        } else {
+            // The group is complete: apply what was held back, then this record.
+            for p in pending.drain(..) {
+                visit(&p)?;
             }
+            visit(&s)?;
         }
         if matches!(record, Record::Seal) {
             if !pending.is_empty() {
@@ -101,7 +104,7 @@ pub fn scan_chunk<'a>(
     }
     let garbage_end = bytes
         .get(end..)
-        .and_then(|t| t.iter().rposition(|&b| b != 0))
+        .and_then(last_nonzero)
         .map_or(end, |i| end + i + 1);
     if garbage_end == end {
         return Ok(Tail::Clean { end });
@@ -123,6 +126,25 @@ pub fn scan_chunk<'a>(
         reason: stop.unwrap_or(CorruptionKind::UnterminatedGroup),
         garbage_end,
     })
+}
+
+/// Position of the last non-zero byte. Tests 64-byte blocks at a time (the OR-fold
+/// vectorises), since the tail after the last record is normally megabytes of zeroes.
+pub(super) fn last_nonzero(t: &[u8]) -> Option<usize> {
+    const B: usize = 64;
+    let full = t.len() / B * B;
+    if let Some(i) = t[full..].iter().rposition(|&b| b != 0) {
+        return Some(full + i);
+    }
+    let mut at = full;
+    while at >= B {
+        let block = &t[at - B..at];
+        if block.iter().fold(0u8, |a, &b| a | b) != 0 {
+            return block.iter().rposition(|&b| b != 0).map(|i| at - B + i);
+        }
+        at -= B;
+    }
+    None
 }
 
 /// Offset of an intact record after `damaged` whose durable hint covers `damaged`.

@@ -133,3 +133,18 @@ fn a_valid_checksum_with_a_bad_body_is_corruption_not_a_tear() {
         })
     ));
 }
+
+#[test]
+fn last_nonzero_finds_the_last_set_byte_anywhere() {
+    for len in [0usize, 1, 63, 64, 65, 200, 4096] {
+        let mut v = vec![0u8; len];
+        assert_eq!(super::scan::last_nonzero(&v), None);
+        for at in [0, len / 3, len.saturating_sub(1)] {
+            if at < len {
+                v.iter_mut().for_each(|b| *b = 0);
+                v[at] = 9;
+                assert_eq!(super::scan::last_nonzero(&v), Some(at), "len {len} at {at}");
+            }
+        }
+    }
+}
