@@ -13,4 +13,4 @@ pub use file::{
 };
 pub use handle::{open_existing, Chunk, Opened};
 pub use mmap::{Region, RegionWriter};
-pub use scan::{scan_chunk, Scanned, Tail};
+pub use scan::{scan_chunk, scan_chunk_checked, Scanned, Tail};

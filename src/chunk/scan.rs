@@ -4,7 +4,8 @@
 
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{
-    decode_frame, FrameError, Record, FLAG_CONTINUES, HEADER_LEN, RECORD_ALIGN, RECORD_HEADER_LEN,
+    decode_frame, decode_frame_checked, FrameError, Record, FLAG_CONTINUES, HEADER_LEN,
+    RECORD_ALIGN, RECORD_HEADER_LEN,
 };
 
 /// One record found by a scan.
@@ -56,11 +57,25 @@ pub fn scan_chunk<'a>(
     is_last: bool,
     visit: &mut dyn FnMut(&Scanned<'a>) -> Result<()>,
 ) -> Result<Tail> {
+    scan_chunk_checked(bytes, seq, epoch_tag, is_last, true, visit)
+}
+
+/// [`scan_chunk`] with the per-record CRC check optional. Without it, the caller must verify
+/// the chunk with [`scan_chunk`] before trusting anything this produced (open does so on a
+/// second thread, in parallel).
+pub fn scan_chunk_checked<'a>(
+    bytes: &'a [u8],
+    seq: u64,
+    epoch_tag: u32,
+    is_last: bool,
+    verify_crc: bool,
+    visit: &mut dyn FnMut(&Scanned<'a>) -> Result<()>,
+) -> Result<Tail> {
     let mut pos = HEADER_LEN;
     let mut pending: Vec<Scanned<'a>> = Vec::new();
     let stop: Option<CorruptionKind> = loop {
         let rest = bytes.get(pos..).unwrap_or_default();
-        let frame = match decode_frame(rest, epoch_tag) {
+        let frame = match decode_frame_checked(rest, epoch_tag, verify_crc) {
             Ok(f) => f,
             Err(FrameError::Truncated) => break None,
             Err(FrameError::Corrupt(k)) => break Some(k),

@@ -10,8 +10,8 @@ use parking_lot::RwLock;
 use super::shared::{apply, Counters, Shared};
 use super::writer::{ChunkMeta, Writer};
 use crate::chunk::{
-    chunk_path, install_chunk, list_chunks, open_existing, prepare_chunk, scan_chunk, sync_dir,
-    Chunk, Opened, Region, RegionWriter, Tail,
+    chunk_path, install_chunk, list_chunks, open_existing, prepare_chunk, scan_chunk,
+    scan_chunk_checked, sync_dir, Chunk, Opened, Region, RegionWriter, Tail,
 };
 use crate::config::{Config, RecoveryMode};
 use crate::error::{CorruptionKind, Error, Result};
@@ -90,6 +90,50 @@ fn check_replayed(state: &LogState, index: &EntryIndex) -> Result<(), Corruption
     Ok(())
 }
 
+/// Checks the CRCs of sealed chunks on a second thread while open replays them.
+enum Verifier {
+    Running(std::thread::JoinHandle<Result<()>>),
+    Done(Result<()>),
+}
+
+impl Verifier {
+    fn start(chunks: Vec<Arc<Chunk>>) -> Verifier {
+        if chunks.is_empty() {
+            return Verifier::Done(Ok(()));
+        }
+        let check = move || -> Result<()> {
+            for c in &chunks {
+                scan_chunk(
+                    c.region.bytes(),
+                    c.seq,
+                    c.header.epoch_tag(),
+                    false,
+                    &mut |_| Ok(()),
+                )?;
+            }
+            Ok(())
+        };
+        match std::thread::Builder::new()
+            .name("chunkwal-verify".into())
+            .spawn(check)
+        {
+            Ok(h) => Verifier::Running(h),
+            // No thread: nothing was verified yet, so report why open cannot go on.
+            Err(e) => Verifier::Done(Err(Error::io("spawn checksum verifier", "", e))),
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Verifier::Done(r) => r,
+            Verifier::Running(h) => h.join().unwrap_or(Err(Error::Poisoned {
+                op: "checksum verifier (panicked)",
+                kind: std::io::ErrorKind::Other,
+            })),
+        }
+    }
+}
+
 /// Open (or create) the log described by `config`.
 pub(crate) fn open(config: Config) -> Result<Opened2> {
     config.validate()?;
@@ -113,83 +157,111 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     let mut metas = VecDeque::new();
     let mut copy = |b: &[u8]| Bytes::copy_from_slice(b);
 
+    // Every chunk but the newest is sealed. Open them all now, and verify their checksums on
+    // a second thread while this one replays them without checking: open succeeds only if
+    // both do, and a checksum failure is the error reported.
+    let mut sealed_chunks = VecDeque::new();
+    for &seq in seqs.iter().take(seqs.len().saturating_sub(1)) {
+        match open_existing(&chunk_path(&dir, seq), seq, false)? {
+            Opened::ReadOnly(c) => sealed_chunks.push_back(c),
+            _ => return Err(Error::corrupt(seq, 0, CorruptionKind::ShortFile { len: 0 })),
+        }
+    }
+    let verifier = Verifier::start(sealed_chunks.iter().cloned().collect());
+
     // The newest chunk, mapped writable, and where writing resumes.
     let mut tail: Option<(Arc<Chunk>, RegionWriter, usize, bool)> = None;
-    while let Some(&seq) = seqs.first() {
-        let is_last = seqs.len() == 1;
-        seqs.remove(0);
-        let path = chunk_path(&dir, seq);
-        let (chunk, writer) = match open_existing(&path, seq, is_last)? {
-            Opened::Blank if is_last && config.recovery_mode == RecoveryMode::TolerateTornTail => {
-                // A file that never got its header holds no records: drop it.
-                tracing::warn!(seq, "removing blank newest chunk");
-                std::fs::remove_file(&path)
-                    .map_err(|e| Error::io("remove blank chunk", &path, e))?;
-                sync_dir(&dir)?;
-                break;
-            }
-            Opened::Blank => {
-                return Err(Error::corrupt(seq, 0, CorruptionKind::ShortFile { len: 0 }));
-            }
-            Opened::ReadOnly(c) => (c, None),
-            Opened::Writable(c, w, data_end) => (c, Some((w, data_end))),
-        };
-        let tag = chunk.header.epoch_tag();
-        let mut meta = ChunkMeta {
-            seq,
-            path: path.clone(),
-            max_index: None,
-        };
-        let verdict = {
-            let bytes: &[u8] = match &writer {
-                // Past `data_end` the file holds no data: it reads as zeroes.
-                Some((w, data_end)) => {
-                    let all = w.full_view();
-                    all.get(..*data_end).unwrap_or(all)
-                }
-                None => chunk.region.bytes(),
+    let replayed = (|| -> Result<()> {
+        while let Some(&seq) = seqs.first() {
+            let is_last = seqs.len() == 1;
+            seqs.remove(0);
+            let path = chunk_path(&dir, seq);
+            let opened = match sealed_chunks.pop_front() {
+                Some(c) if !is_last => Opened::ReadOnly(c),
+                _ => open_existing(&path, seq, is_last)?,
             };
-            scan_chunk(bytes, seq, tag, is_last, &mut |s| {
-                if let Record::Entry { id, .. } = s.record {
-                    meta.max_index = Some(meta.max_index.map_or(id.index, |m| m.max(id.index)));
+            let (chunk, writer) = match opened {
+                Opened::Blank
+                    if is_last && config.recovery_mode == RecoveryMode::TolerateTornTail =>
+                {
+                    // A file that never got its header holds no records: drop it.
+                    tracing::warn!(seq, "removing blank newest chunk");
+                    std::fs::remove_file(&path)
+                        .map_err(|e| Error::io("remove blank chunk", &path, e))?;
+                    sync_dir(&dir)?;
+                    break;
                 }
-                apply(&mut state, &index, &s.record, seq, s.offset, &mut copy)
-                    .map_err(|k| Error::corrupt(seq, s.offset as u64, k))
-            })?
-        };
-        chunks.insert(seq, Arc::clone(&chunk));
-        metas.push_back(meta);
-        if writer.is_none() {
-            // A sealed chunk is only read from here on, and rarely: do not keep it resident.
-            if let Err(e) = chunk.region.release_pages() {
-                tracing::debug!(seq, error = %e, "madvise(DONTNEED) failed");
+                Opened::Blank => {
+                    return Err(Error::corrupt(seq, 0, CorruptionKind::ShortFile { len: 0 }));
+                }
+                Opened::ReadOnly(c) => (c, None),
+                Opened::Writable(c, w, data_end) => (c, Some((w, data_end))),
+            };
+            let tag = chunk.header.epoch_tag();
+            let mut meta = ChunkMeta {
+                seq,
+                path: path.clone(),
+                max_index: None,
+            };
+            let verdict = {
+                let bytes: &[u8] = match &writer {
+                    // Past `data_end` the file holds no data: it reads as zeroes.
+                    Some((w, data_end)) => {
+                        let all = w.full_view();
+                        all.get(..*data_end).unwrap_or(all)
+                    }
+                    None => chunk.region.bytes(),
+                };
+                // The newest chunk is checked here; sealed ones by the verifier.
+                scan_chunk_checked(bytes, seq, tag, is_last, writer.is_some(), &mut |s| {
+                    if let Record::Entry { id, .. } = s.record {
+                        meta.max_index = Some(meta.max_index.map_or(id.index, |m| m.max(id.index)));
+                    }
+                    apply(&mut state, &index, &s.record, seq, s.offset, &mut copy)
+                        .map_err(|k| Error::corrupt(seq, s.offset as u64, k))
+                })?
+            };
+            chunks.insert(seq, Arc::clone(&chunk));
+            metas.push_back(meta);
+            if let Some((mut w, _)) = writer {
+                let (end, sealed) = match verdict {
+                    Tail::Sealed { end } => (end, true),
+                    Tail::Clean { end } => (end, false),
+                    Tail::Torn {
+                        end,
+                        at,
+                        reason,
+                        garbage_end,
+                    } => {
+                        if config.recovery_mode == RecoveryMode::Strict {
+                            tracing::error!(seq, at, %reason, "torn tail under strict recovery");
+                            return Err(Error::corrupt(seq, at as u64, CorruptionKind::TornTail));
+                        }
+                        tracing::warn!(seq, at, %reason, cut = garbage_end - end, "cutting torn tail");
+                        w.seek(end);
+                        if let Some(z) = w.space(garbage_end - end) {
+                            z.fill(0);
+                        }
+                        (end, false)
+                    }
+                };
+                w.seek(end);
+                w.publish();
+                tail = Some((chunk, w, end, sealed));
             }
         }
-        if let Some((mut w, _)) = writer {
-            let (end, sealed) = match verdict {
-                Tail::Sealed { end } => (end, true),
-                Tail::Clean { end } => (end, false),
-                Tail::Torn {
-                    end,
-                    at,
-                    reason,
-                    garbage_end,
-                } => {
-                    if config.recovery_mode == RecoveryMode::Strict {
-                        tracing::error!(seq, at, %reason, "torn tail under strict recovery");
-                        return Err(Error::corrupt(seq, at as u64, CorruptionKind::TornTail));
-                    }
-                    tracing::warn!(seq, at, %reason, cut = garbage_end - end, "cutting torn tail");
-                    w.seek(end);
-                    if let Some(z) = w.space(garbage_end - end) {
-                        z.fill(0);
-                    }
-                    (end, false)
-                }
-            };
-            w.seek(end);
-            w.publish();
-            tail = Some((chunk, w, end, sealed));
+        Ok(())
+    })();
+    // A checksum failure is the real cause of anything replay tripped over.
+    verifier.finish()?;
+    replayed?;
+    for e in chunks.iter() {
+        if tail.as_ref().is_some_and(|t| t.0.seq == *e.key()) {
+            continue;
+        }
+        // A sealed chunk is only read from here on, and rarely: do not keep it resident.
+        if let Err(err) = e.value().region.release_pages() {
+            tracing::debug!(seq = *e.key(), error = %err, "madvise(DONTNEED) failed");
         }
     }
 

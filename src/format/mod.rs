@@ -9,6 +9,6 @@ mod tests;
 pub use body::{Record, StateImage};
 pub use header::{ChunkHeader, HeaderError, CHUNK_MAGIC, FORMAT_VERSION, HEADER_LEN};
 pub use record::{
-    decode_frame, encoded_len, write_frame, Frame, FrameError, FLAG_CONTINUES, RECORD_ALIGN,
-    RECORD_HEADER_LEN,
+    decode_frame, decode_frame_checked, encoded_len, write_frame, Frame, FrameError,
+    FLAG_CONTINUES, RECORD_ALIGN, RECORD_HEADER_LEN,
 };

@@ -58,6 +58,16 @@ pub enum FrameError {
 
 /// Decode the frame at the start of `buf`. Total: never panics, whatever the bytes.
 pub fn decode_frame(buf: &[u8], epoch_tag: u32) -> Result<Frame<'_>, FrameError> {
+    decode_frame_checked(buf, epoch_tag, true)
+}
+
+/// [`decode_frame`], optionally without the CRC check: for replaying bytes whose checksums
+/// another thread verifies at the same time. Still total: the length is bounds-checked.
+pub fn decode_frame_checked(
+    buf: &[u8],
+    epoch_tag: u32,
+    verify_crc: bool,
+) -> Result<Frame<'_>, FrameError> {
     let Some(head) = buf.get(..RECORD_HEADER_LEN) else {
         return Err(FrameError::Truncated);
     };
@@ -84,7 +94,11 @@ pub fn decode_frame(buf: &[u8], epoch_tag: u32) -> Result<Frame<'_>, FrameError>
     }
     let end = end as usize;
     let covered = buf.get(4..end).unwrap_or_default();
-    let computed = crc32c::crc32c(covered);
+    let computed = if verify_crc {
+        crc32c::crc32c(covered)
+    } else {
+        raw.crc.get()
+    };
     if computed != raw.crc.get() {
         return Err(FrameError::Corrupt(CorruptionKind::RecordChecksum {
             stored: raw.crc.get(),
