@@ -24,6 +24,13 @@ impl std::fmt::Display for LogId {
     }
 }
 
+/// A write position packed into one `u64`: chunk sequence number above, byte offset (chunks
+/// are at most 1 GiB) below, so later writes compare greater. The durable point and the
+/// cache's stale-entry check both use it and must agree.
+pub(crate) fn position(chunk: u64, offset: usize) -> u64 {
+    (chunk << 32) | offset as u64
+}
+
 /// The Raft state the log rebuilds on open: everything except the entries.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LogState {

@@ -181,16 +181,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
                 _ => open_existing(&path, seq, is_last)?,
             };
             let (chunk, writer) = match opened {
-                Opened::Blank
-                    if is_last && config.recovery_mode == RecoveryMode::TolerateTornTail =>
-                {
-                    // A file that never got its header holds no records: drop it.
-                    tracing::warn!(seq, "removing blank newest chunk");
-                    std::fs::remove_file(&path)
-                        .map_err(|e| Error::io("remove blank chunk", &path, e))?;
-                    sync_dir(&dir)?;
-                    break;
-                }
+                // A blank newest chunk was dropped (or refused) by `drop_blank_newest`.
                 Opened::Blank => {
                     return Err(Error::corrupt(seq, 0, CorruptionKind::ShortFile { len: 0 }));
                 }

@@ -213,12 +213,12 @@ impl Writer {
     ) -> Result<()> {
         // A batch that needs a new chunk gets it before anything is written, so a full
         // disk fails the call with nothing changed.
-        let total: usize = recs.iter().map(|r| encoded_len(r.body_len())).sum();
-        if !self.fits(total) {
+        let sizes: Vec<usize> = recs.iter().map(|r| encoded_len(r.body_len())).collect();
+        if !self.fits(sizes.iter().sum()) {
             self.ensure_spare()?;
         }
         let mut written = Vec::with_capacity(payloads.len());
-        let r = self.write_groups(recs, tie_first, &mut written);
+        let r = self.write_groups(recs, &sizes, tie_first, &mut written);
         self.prefault.ahead_of(self.w.region(), self.w.cursor());
         // Even after a mid-batch failure what was written is complete and applied: publish
         // it and cache its payloads.
@@ -239,10 +239,10 @@ impl Writer {
     fn write_groups(
         &mut self,
         recs: &[Record<'_>],
+        sizes: &[usize],
         tie_first: bool,
         written: &mut Vec<u64>,
     ) -> Result<()> {
-        let sizes: Vec<usize> = recs.iter().map(|r| encoded_len(r.body_len())).collect();
         for (i, rec) in recs.iter().enumerate() {
             let need = if i == 0 && tie_first && recs.len() > 1 {
                 sizes[0] + sizes[1]
@@ -360,25 +360,20 @@ impl Writer {
         Ok(())
     }
 
-    /// Sync `[start, end)` of a chunk on the calling thread; poison on failure.
-    fn sync_inline(&self, seq: u64, region: &Region, start: usize, end: usize) -> Result<()> {
-        sync_region(
+    /// A sync of `[start, end)` of chunk `seq`, run on the caller's thread; see
+    /// [`InlineSync::run`].
+    fn inline_sync(&self, seq: u64, region: Arc<Region>, start: usize, end: usize) -> InlineSync {
+        InlineSync {
+            shared: Arc::clone(&self.shared),
             region,
+            seq,
             start,
             end,
-            self.config.sync_hook.as_ref(),
-            self.config.sync_recorder.as_ref(),
-        )
-        .map_err(|e| {
-            self.shared.poison.poison("msync", e.kind());
-            self.shared.poison.error()
-        })?;
-        self.shared.durable.advance(
-            DurableState::pack(seq, end),
-            self.state.last.map(|l| l.index),
-            self.gen,
-        );
-        Ok(())
+            last_index: self.state.last.map(|l| l.index),
+            gen: self.gen,
+            hook: self.config.sync_hook.clone(),
+            recorder: self.config.sync_recorder.clone(),
+        }
     }
 
     /// Describe a sync of everything in the active chunk not yet known durable, to be run
@@ -392,17 +387,7 @@ impl Writer {
         let start = self.shared.durable.offset_in(seq) as usize;
         self.requested_to = self.requested_to.max(end);
         Counters::bump(&self.shared.counters.flushes, 1);
-        InlineSync {
-            shared: Arc::clone(&self.shared),
-            region: Arc::clone(self.w.region()),
-            seq,
-            start,
-            end,
-            last_index: self.state.last.map(|l| l.index),
-            gen: self.gen,
-            hook: self.config.sync_hook.clone(),
-            recorder: self.config.sync_recorder.clone(),
-        }
+        self.inline_sync(seq, Arc::clone(self.w.region()), start, end)
     }
 
     /// Prepare the next chunk if it is not ready yet.
@@ -454,7 +439,7 @@ impl Writer {
             (self.shared.durable.offset_in(old_seq) as usize).min(self.requested_to),
             self.w.cursor(),
         );
-        self.sync_inline(old_seq, &region, from, to)?;
+        self.inline_sync(old_seq, region, from, to).run()?;
         install_chunk(&dir, &spare.tmp, seq).inspect_err(|e| {
             let kind = match e {
                 Error::Io { source, .. } => source.kind(),

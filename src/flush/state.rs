@@ -71,9 +71,9 @@ impl DurableState {
         }
     }
 
-    /// Pack a chunk position.
+    /// Pack a chunk position (see [`crate::types::position`]).
     pub fn pack(seq: u64, offset: usize) -> u64 {
-        (seq << 32) | offset as u64
+        crate::types::position(seq, offset)
     }
 
     /// The durable byte offset inside chunk `seq` (0 if nothing of it is known durable).

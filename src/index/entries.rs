@@ -29,7 +29,7 @@ pub struct Loc {
 impl Loc {
     /// A total order over write positions; later writes compare greater.
     pub fn pos(&self) -> u64 {
-        (self.chunk << 32) | u64::from(self.offset)
+        crate::types::position(self.chunk, self.offset as usize)
     }
 }
 
