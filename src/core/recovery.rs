@@ -324,6 +324,8 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         counters: Counters::default(),
     });
     let fresh = end == HEADER_LEN;
+    let prefault =
+        super::writer::Prefaulter::start(Arc::clone(&shared.poison), Arc::clone(&shared.durable));
     let mut writer = Writer {
         shared,
         config,
@@ -335,7 +337,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         gen: 0,
         worker,
         spare: None,
-        prefault: super::writer::Prefaulter::start(),
+        prefault,
     };
     if sealed {
         writer.rotate(false)?;
