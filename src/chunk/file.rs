@@ -120,10 +120,15 @@ pub fn lock_dir(dir: &Path) -> Result<File> {
     }
 }
 
+/// Path of chunk `seq` while it is prepared and not yet installed.
+pub fn tmp_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}{TMP_SUFFIX}"))
+}
+
 /// Prepare chunk `seq` as a temporary file: preallocate `size` bytes, write and sync the
 /// header. It becomes part of the log only when [`install_chunk`] renames it.
 pub fn prepare_chunk(dir: &Path, seq: u64, size: u64) -> Result<(File, ChunkHeader, PathBuf)> {
-    let tmp = dir.join(format!("{seq:020}{TMP_SUFFIX}"));
+    let tmp = tmp_path(dir, seq);
     let res = (|| {
         let mut f = OpenOptions::new()
             .create(true)

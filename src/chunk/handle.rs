@@ -33,18 +33,24 @@ pub enum Opened {
 /// Open chunk `seq` at `path`. `writable` maps it read-write, extending it back to
 /// `chunk_size` first if it was cut short.
 pub fn open_existing(path: &Path, seq: u64, writable: bool) -> Result<Opened> {
+    open_existing_from(path, path, seq, writable)
+}
+
+/// [`open_existing`], reading the file at `from` (a prepared chunk open adopts, still under
+/// its temporary name until the open succeeds) while the chunk is known by `path`.
+pub fn open_existing_from(from: &Path, path: &Path, seq: u64, writable: bool) -> Result<Opened> {
     let file = OpenOptions::new()
         .read(true)
         .write(writable)
-        .open(path)
-        .map_err(|e| Error::io("open chunk", path, e))?;
+        .open(from)
+        .map_err(|e| Error::io("open chunk", from, e))?;
     let len = file
         .metadata()
         .map_err(|e| Error::io("stat chunk", path, e))?
         .len();
     let mut head = [0u8; HEADER_LEN];
     let n = read_prefix(&file, &mut head).map_err(|e| Error::io("read chunk header", path, e))?;
-    if head[..n].iter().all(|&b| b == 0) && super::file::is_blank(path)? {
+    if head[..n].iter().all(|&b| b == 0) && super::file::is_blank(from)? {
         return Ok(Opened::Blank);
     }
     let header = match ChunkHeader::decode(&head[..n]) {

@@ -9,8 +9,8 @@ mod tests;
 
 pub use file::{
     chunk_file_name, chunk_path, install_chunk, is_blank, list_chunks, lock_dir, prepare_chunk,
-    remove_leftovers, sync_dir, LOCK_FILE,
+    remove_leftovers, sync_dir, tmp_path, LOCK_FILE,
 };
-pub use handle::{open_existing, Chunk, Opened};
+pub use handle::{open_existing, open_existing_from, Chunk, Opened};
 pub use mmap::{Region, RegionWriter};
 pub use scan::{scan_chunk, scan_chunk_checked, Scanned, Tail};

@@ -1,6 +1,7 @@
 //! Open: lock the directory, replay every chunk, repair a torn tail, start the worker.
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,8 +11,8 @@ use parking_lot::RwLock;
 use super::shared::{apply, Counters, Shared};
 use super::writer::{ChunkMeta, Writer};
 use crate::chunk::{
-    chunk_path, install_chunk, list_chunks, open_existing, prepare_chunk, scan_chunk,
-    scan_chunk_checked, sync_dir, Chunk, Opened, Region, RegionWriter, Tail,
+    chunk_path, install_chunk, list_chunks, open_existing, open_existing_from, prepare_chunk,
+    scan_chunk, scan_chunk_checked, sync_dir, tmp_path, Chunk, Opened, Region, RegionWriter, Tail,
 };
 use crate::config::{Config, RecoveryMode};
 use crate::error::{CorruptionKind, Error, Result};
@@ -63,6 +64,32 @@ fn drop_blank_newest(config: &Config, seqs: &mut Vec<u64>) -> Result<()> {
     sync_dir(&config.dir)?;
     seqs.pop();
     Ok(())
+}
+
+/// A rotation installs the next chunk (renames its prepared file) on the flush worker, after
+/// the old chunk's sync. If the process died in between, the next chunk is still a
+/// temporary file, and it may hold appends that survived in the page cache. It is adopted
+/// when the chunk before it is sealed and whole (checked by the caller: nothing can be missing
+/// before it) and it holds at least one complete group; otherwise it is a leftover like an
+/// unused spare. None of its entries were ever reported durable: its install had not happened.
+fn adoptable(dir: &Path, seq: u64, leftovers: &[PathBuf]) -> Option<PathBuf> {
+    let tmp = leftovers.iter().find(|p| **p == tmp_path(dir, seq))?;
+    let Ok(Opened::ReadOnly(c)) = open_existing(tmp, seq, false) else {
+        return None;
+    };
+    let mut any = false;
+    // Stop at the first complete group: that is all this needs to know.
+    let _ = scan_chunk(
+        c.region.bytes(),
+        seq,
+        c.header.epoch_tag(),
+        true,
+        &mut |_| {
+            any = true;
+            Err(Error::WorkerStopped)
+        },
+    );
+    any.then(|| tmp.clone())
 }
 
 /// After replay the state and the entries must agree: the entries run from just past the
@@ -140,7 +167,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     prepare_dir(&config)?;
     let lock = crate::chunk::lock_dir(&config.dir)?;
     let dir = config.dir.clone();
-    let (mut seqs, leftovers) = list_chunks(&dir)?;
+    let (mut seqs, mut leftovers) = list_chunks(&dir)?;
     for w in seqs.windows(2) {
         if w[1] != w[0] + 1 {
             return Err(Error::corrupt(
@@ -169,6 +196,9 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     }
     let verifier = Verifier::start(sealed_chunks.iter().cloned().collect());
 
+    // A prepared chunk being adopted (see `adoptable`): replayed from its temporary file,
+    // renamed only once the open succeeded (a failed strict open changes no file).
+    let mut adopted: Vec<(u64, PathBuf)> = Vec::new();
     // The newest chunk, mapped writable, and where writing resumes.
     let mut tail: Option<(Arc<Chunk>, RegionWriter, usize, bool)> = None;
     let replayed = (|| -> Result<()> {
@@ -176,8 +206,10 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
             let is_last = seqs.len() == 1;
             seqs.remove(0);
             let path = chunk_path(&dir, seq);
-            let opened = match sealed_chunks.pop_front() {
-                Some(c) if !is_last => Opened::ReadOnly(c),
+            let from = adopted.iter().find(|(s, _)| *s == seq).map(|(_, tmp)| tmp);
+            let opened = match (sealed_chunks.pop_front(), from) {
+                (Some(c), _) if !is_last => Opened::ReadOnly(c),
+                (_, Some(tmp)) => open_existing_from(tmp, &path, seq, true)?,
                 _ => open_existing(&path, seq, is_last)?,
             };
             let (chunk, writer) = match opened {
@@ -239,6 +271,17 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
                 w.seek(end);
                 w.publish();
                 tail = Some((chunk, w, end, sealed));
+                if sealed && seqs.is_empty() {
+                    if let Some(tmp) = adoptable(&dir, seq + 1, &leftovers) {
+                        tracing::warn!(
+                            seq = seq + 1,
+                            "adopting a chunk whose install was cut short"
+                        );
+                        leftovers.retain(|p| *p != tmp);
+                        adopted.push((seq + 1, tmp));
+                        seqs.push(seq + 1);
+                    }
+                }
             }
         }
         Ok(())
@@ -260,6 +303,9 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         check_replayed(&state, &index).map_err(|k| Error::corrupt(m.seq, 0, k))?;
     }
     // Only now that the log replayed: a failed open (Strict) leaves every file as it was.
+    for (seq, tmp) in &adopted {
+        install_chunk(&dir, tmp, *seq)?;
+    }
     crate::chunk::remove_leftovers(&dir, &leftovers)?;
     let poison = Arc::new(Poison::default());
     let (active, mut w, end, sealed, dirty_to) = match tail {
@@ -338,6 +384,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         worker,
         spare: None,
         prefault,
+        pending: Vec::new(),
     };
     if sealed {
         writer.rotate(false)?;

@@ -255,7 +255,7 @@ impl Wal {
     /// to the flush worker, so no thread wake-ups on the latency path). Other threads keep
     /// appending while it syncs. On `Ok`, every write made before the call is durable.
     pub fn flush_blocking(&self) -> Result<()> {
-        let job = self.lock()?.inline_sync_job();
+        let job = self.lock()?.inline_sync_job()?;
         job.run()
     }
 

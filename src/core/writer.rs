@@ -8,10 +8,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::shared::{apply, Counters, Shared};
-use crate::chunk::{chunk_path, install_chunk, prepare_chunk, Chunk, Region, RegionWriter};
+use crate::chunk::{chunk_path, prepare_chunk, Chunk, Region, RegionWriter};
 use crate::config::{Config, SyncHook, SyncRecorder};
 use crate::error::{Error, Result};
-use crate::flush::{sync_region, Callback, DurableState, Job, Poison, SyncTarget, WorkerHandle};
+use crate::flush::{
+    sync_region, Callback, DurableState, Install, Job, Poison, SyncTarget, WorkerHandle,
+};
 use crate::format::{
     encoded_len, write_frame, ChunkHeader, Record, StateImage, FLAG_CONTINUES, HEADER_LEN,
 };
@@ -46,6 +48,9 @@ pub(crate) struct Writer {
     pub spare: Option<Spare>,
     /// Faults pages in ahead of the cursor on another thread.
     pub prefault: Prefaulter,
+    /// Rotations not yet handed to the worker (see [`Writer::rotate`]); they go first with
+    /// the next job.
+    pub pending: Vec<Job>,
 }
 
 /// How far ahead of the cursor pages are faulted in.
@@ -171,6 +176,9 @@ pub(crate) struct Spare {
 
 /// A sync to run on the caller's thread; see [`Writer::inline_sync_job`].
 pub(crate) struct InlineSync {
+    /// Set instead when a rotation's install is still queued on the worker: wait for the
+    /// worker's answer to a sync queued behind it.
+    queued: Option<crossbeam_channel::Receiver<Result<()>>>,
     shared: Arc<Shared>,
     region: Arc<Region>,
     seq: u64,
@@ -185,6 +193,9 @@ pub(crate) struct InlineSync {
 impl InlineSync {
     /// msync the range, then move the durable point. Any error poisons the log.
     pub fn run(self) -> Result<()> {
+        if let Some(rx) = self.queued {
+            return rx.recv().unwrap_or(Err(Error::WorkerStopped));
+        }
         if self.end > self.start {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 sync_region(
@@ -421,6 +432,7 @@ impl Writer {
     /// [`InlineSync::run`].
     fn inline_sync(&self, seq: u64, region: Arc<Region>, start: usize, end: usize) -> InlineSync {
         InlineSync {
+            queued: None,
             shared: Arc::clone(&self.shared),
             region,
             seq,
@@ -435,16 +447,28 @@ impl Writer {
 
     /// Describe a sync of everything in the active chunk not yet known durable, to be run
     /// by the caller after releasing the writer lock.
-    pub fn inline_sync_job(&mut self) -> InlineSync {
+    pub fn inline_sync_job(&mut self) -> Result<InlineSync> {
         let end = self.w.cursor();
         let seq = self.active.seq;
-        // Older chunks are always wholly durable (rotation syncs them), so only the active
-        // chunk can hold unsynced bytes: from the durable point, not from `requested_to`,
-        // because ranges handed to the worker may still be queued.
+        if !self.pending.is_empty() || self.shared.durable.installed() < seq {
+            // A rotation's install (and the old chunk's sync) is still queued: only the
+            // worker, which runs jobs in order, can sync this chunk now.
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            self.request_sync(Some(Box::new(move |r| {
+                let _ = tx.send(r);
+            })))?;
+            let mut job = self.inline_sync(seq, Arc::clone(self.w.region()), end, end);
+            job.queued = Some(rx);
+            return Ok(job);
+        }
+        // Older chunks are wholly durable once the active one is installed (the install
+        // follows their sync), so only the active chunk can hold unsynced bytes: from the
+        // durable point, not from `requested_to`, because ranges handed to the worker may
+        // still be queued.
         let start = self.shared.durable.offset_in(seq) as usize;
         self.requested_to = self.requested_to.max(end);
         Counters::bump(&self.shared.counters.flushes, 1);
-        self.inline_sync(seq, Arc::clone(self.w.region()), start, end)
+        Ok(self.inline_sync(seq, Arc::clone(self.w.region()), start, end))
     }
 
     /// Prepare the next chunk if it is not ready yet.
@@ -486,24 +510,32 @@ impl Writer {
         if seal_old {
             self.put(&Record::Seal, 0)?;
         }
-        // Sync everything not yet known durable, from the durable point rather than from
-        // `requested_to`: ranges already handed to the worker may not be synced yet, and once
-        // the next chunk is installed this one is sealed; an unsynced hole in it would make
-        // the log unopenable after a power loss.
+        // The worker syncs everything of this chunk not yet known durable, from the durable
+        // point rather than from `requested_to` (a flush on a caller's thread may still be
+        // running), then installs the next chunk under its final name. Until then nothing
+        // of the next chunk can be reported durable (see `inline_sync_job`), and an open
+        // after a crash adopts the prepared file only if this chunk is sealed and whole.
+        // The writer goes on at once: a rotation does not wait for a 64 MiB msync. The job
+        // waits for the next one the writer sends (a flush, a purge, a close): until then
+        // buffered appends cost no disk work at all, as with a plain write(2) log.
         let old_seq = self.active.seq;
-        let (region, from, to) = (
-            Arc::clone(self.w.region()),
-            (self.shared.durable.offset_in(old_seq) as usize).min(self.requested_to),
-            self.w.cursor(),
-        );
-        self.inline_sync(old_seq, region, from, to).run()?;
-        install_chunk(&dir, &spare.tmp, seq).inspect_err(|e| {
-            let kind = match e {
-                Error::Io { source, .. } => source.kind(),
-                _ => std::io::ErrorKind::Other,
-            };
-            self.shared.poison.poison("install chunk", kind);
-        })?;
+        let job = Job::Sync {
+            targets: vec![SyncTarget {
+                seq: old_seq,
+                region: Arc::clone(self.w.region()),
+                start: (self.shared.durable.offset_in(old_seq) as usize).min(self.requested_to),
+                end: self.w.cursor(),
+            }],
+            last_index: self.state.last.map(|l| l.index),
+            gen: self.gen,
+            callback: None,
+            install: Some(Install {
+                dir: dir.clone(),
+                tmp: spare.tmp.clone(),
+                seq,
+            }),
+        };
+        self.pending.push(job);
         let Spare { header, mut w, .. } = spare;
         w.seek(HEADER_LEN);
         let chunk = Arc::new(Chunk {
@@ -526,6 +558,14 @@ impl Writer {
         Ok(())
     }
 
+    /// Queue `job` on the worker, after any rotation still held back.
+    fn send(&mut self, job: Job) -> Result<()> {
+        for p in self.pending.drain(..) {
+            self.worker.send(p)?;
+        }
+        self.worker.send(job)
+    }
+
     /// Ask the worker to sync everything written so far, then call `callback`.
     pub fn request_sync(&mut self, callback: Option<Callback>) -> Result<()> {
         let end = self.w.cursor();
@@ -546,8 +586,9 @@ impl Writer {
             last_index: self.state.last.map(|l| l.index),
             gen: self.gen,
             callback,
+            install: None,
         };
-        self.worker.send(job)
+        self.send(job)
     }
 
     /// After a purge up to `upto`: drop fully purged old chunks from the read path and have
@@ -569,7 +610,7 @@ impl Writer {
             return Ok(());
         }
         self.request_sync(None)?;
-        self.worker.send(Job::Delete {
+        self.send(Job::Delete {
             dir: self.shared.dir.clone(),
             paths,
         })

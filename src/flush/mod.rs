@@ -5,4 +5,4 @@ mod state;
 mod worker;
 
 pub use state::{DurableState, Poison};
-pub use worker::{spawn, sync_region, Callback, Job, SyncTarget, WorkerHandle};
+pub use worker::{spawn, sync_region, Callback, Install, Job, SyncTarget, WorkerHandle};

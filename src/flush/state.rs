@@ -59,6 +59,9 @@ pub struct DurableState {
     index: AtomicU64,
     /// Truncation generation; guards `index` against marks from before a truncate.
     gen: Mutex<u64>,
+    /// Highest chunk seq installed under its final name (a rotation's install runs on the
+    /// flush worker, after the old chunk's sync).
+    installed: AtomicU64,
 }
 
 impl DurableState {
@@ -68,6 +71,7 @@ impl DurableState {
             pos: AtomicU64::new(pos),
             index: AtomicU64::new(index.unwrap_or(NONE)),
             gen: Mutex::new(0),
+            installed: AtomicU64::new(pos >> 32),
         }
     }
 
@@ -84,6 +88,16 @@ impl DurableState {
         } else {
             0
         }
+    }
+
+    /// Highest chunk seq whose file is installed under its final name.
+    pub fn installed(&self) -> u64 {
+        self.installed.load(Ordering::Acquire)
+    }
+
+    /// Chunk `seq` was installed (after everything before it was synced).
+    pub fn set_installed(&self, seq: u64) {
+        self.installed.fetch_max(seq, Ordering::AcqRel);
     }
 
     /// Highest durable entry index.

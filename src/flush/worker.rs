@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::state::{DurableState, Poison};
-use crate::chunk::{sync_dir, Region};
+use crate::chunk::{install_chunk, sync_dir, Region};
 use crate::config::{SyncHook, SyncRecorder};
 use crate::error::{Error, Result};
 
@@ -29,6 +29,17 @@ pub struct SyncTarget {
     pub end: usize,
 }
 
+/// Rename a prepared chunk file into place (then fsync the directory).
+#[derive(Debug, Clone)]
+pub struct Install {
+    /// The log directory.
+    pub dir: PathBuf,
+    /// The prepared file.
+    pub tmp: PathBuf,
+    /// The chunk it becomes.
+    pub seq: u64,
+}
+
 /// Work for the flush thread.
 pub enum Job {
     /// Sync `targets`; then entries up to `last_index` (as of truncation generation `gen`)
@@ -42,6 +53,10 @@ pub enum Job {
         gen: u64,
         /// Called with the result, in request order.
         callback: Option<Callback>,
+        /// A rotation: once `targets` (the old chunk's unsynced rest) are synced, install the
+        /// next chunk. Such a job always ends its group-commit batch, so syncs of the new
+        /// chunk, queued after it, happen only once it is installed.
+        install: Option<Install>,
     },
     /// Delete purged chunk files (after every earlier sync), then fsync the directory.
     Delete {
@@ -126,7 +141,7 @@ impl Worker {
     fn run(self) {
         while let Ok(first) = self.rx.recv() {
             let mut batch = vec![first];
-            while batch.len() < self.batch_max {
+            while batch.len() < self.batch_max && !ends_batch(&batch) {
                 match self.rx.try_recv() {
                     Ok(j) => batch.push(j),
                     Err(_) => break,
@@ -193,6 +208,22 @@ impl Worker {
             }
             last_pos = Some(DurableState::pack(t.seq, t.end));
         }
+        // Only the last job of a batch can be a rotation (see `ends_batch`).
+        if let Some(Some(Job::Sync {
+            install: Some(i), ..
+        })) = slots.last()
+        {
+            if let Err(e) = install_chunk(&i.dir, &i.tmp, i.seq) {
+                tracing::error!(seq = i.seq, error = %e, "installing the next chunk failed");
+                let kind = match &e {
+                    Error::Io { source, .. } => source.kind(),
+                    _ => std::io::ErrorKind::Other,
+                };
+                self.poison.poison("install chunk", kind);
+                return;
+            }
+            self.durable.set_installed(i.seq);
+        }
         if let Some((li, gen)) = mark {
             self.durable.advance(last_pos.unwrap_or(0), li, gen);
         }
@@ -219,6 +250,18 @@ impl Worker {
             self.recorder.as_ref(),
         )
     }
+}
+
+/// A rotation's job closes its batch: the next chunk must be installed before any sync
+/// of it.
+fn ends_batch(batch: &[Job]) -> bool {
+    matches!(
+        batch.last(),
+        Some(Job::Sync {
+            install: Some(_),
+            ..
+        })
+    )
 }
 
 /// msync `[start, end)` of `region`, running the fault hook first and the recorder after.

@@ -199,21 +199,42 @@ fn failed_sync_during_rotation_poisons_the_append() {
     wal.append(derived_entries(1, 21, 1)).unwrap();
     wal.flush_blocking().unwrap();
     armed.store(true, Ordering::SeqCst);
+    let durable = wal.durable_index();
     let chunks = wal.stat().chunks.len();
-    // Enough to need a new chunk: rotation syncs the old one inline and fails.
-    let r = (21..400)
-        .step_by(10)
-        .try_for_each(|i| wal.append(derived_entries(i, i + 10, 1)));
-    assert_poisoned(r, "the append that rotated");
+    // Enough to need a new chunk. A rotation hands the old chunk's sync and the new chunk's
+    // install to the worker with the next flush, so the appends themselves succeed.
+    for i in (21..400).step_by(10) {
+        wal.append(derived_entries(i, i + 10, 1)).unwrap();
+    }
+    assert!(wal.stat().chunks.len() > chunks, "no rotation");
+    // The flush syncs the old chunk first: that fails, so nothing past it becomes durable
+    // and the log is poisoned.
+    assert_poisoned(wal.flush_blocking(), "flush after the rotation");
     assert_eq!(
-        wal.stat().chunks.len(),
-        chunks,
-        "rotated past a failed sync"
+        wal.durable_index(),
+        durable,
+        "durable point moved past a failed sync"
     );
-    assert_poisoned(wal.flush_blocking(), "flush after the failed rotation");
+    assert_poisoned(
+        wal.append(derived_entries(400, 401, 1)),
+        "append after the failed rotation",
+    );
+    assert!(
+        chunk_names(d.path())
+            .iter()
+            .any(|n| n.ends_with(".chunk.tmp")),
+        "the next chunk was installed although the sync before it failed"
+    );
     drop(wal);
     let wal = Wal::open(Config::new(d.path()).chunk_size(SMALL_CHUNK)).unwrap();
     verify_log(&wal, Some(20));
+}
+
+fn chunk_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 #[test]

@@ -291,6 +291,8 @@ fn purge_deletes_chunk_files_after_the_record_is_durable() {
     let d = tempfile::tempdir().unwrap();
     let wal = open(d.path());
     wal.append(entries(1, 3001, 1, 100)).unwrap();
+    // Rotations install their chunk with the next job the worker gets: flush to see them.
+    wal.flush_blocking().unwrap();
     let before = chunk_files(d.path()).len();
     wal.purge(LogId::new(1, 2900)).unwrap();
     wal.wait_worker_idle();
@@ -368,4 +370,88 @@ fn replace_range_is_one_write() {
     let wal = open(d2.path());
     assert_eq!(wal.log_state().last, Some(LogId::new(1, 100)));
     assert_holds(&wal, 1, 101, 1, 40);
+}
+
+/// Rotations hand their install to the worker with the next flush; after a process crash
+/// before that flush, the next chunk is still a temporary file. Open adopts it (the entries
+/// sat in the page cache, as every buffered append after a process crash does).
+#[test]
+fn process_crash_before_a_rotation_is_installed_keeps_the_new_chunk() {
+    let d = tempfile::tempdir().unwrap();
+    let wal = open(d.path());
+    wal.append(entries(1, 3001, 1, 100)).unwrap();
+    let chunks = wal.stat().chunks.len();
+    assert!(chunks > 2, "no rotation");
+    let tmps = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".chunk.tmp")
+            })
+            .count()
+    };
+    assert!(
+        tmps(d.path()) > 0,
+        "rotations were installed without a flush"
+    );
+    wal.simulate_crash();
+    let wal = open(d.path());
+    assert_holds(&wal, 1, 3001, 1, 100);
+    assert_eq!(wal.stat().chunks.len(), chunks);
+    assert_eq!(tmps(d.path()), 0, "adopted chunks were not installed");
+    assert_eq!(chunk_files(d.path()).len(), chunks);
+    // And the log goes on from there, across another reopen.
+    wal.append(entries(3001, 3101, 1, 100)).unwrap();
+    drop(wal);
+    assert_holds(&open(d.path()), 1, 3101, 1, 100);
+}
+
+/// The same, but the installed chunk before the temporary one lost its seal (as after a
+/// power loss before the rotation's sync): the temporary chunk is not adopted, and the log
+/// ends where the installed chunk's records end.
+#[test]
+fn a_prepared_chunk_after_an_unsealed_chunk_is_not_adopted() {
+    let d = tempfile::tempdir().unwrap();
+    let wal = open(d.path());
+    wal.append(entries(1, 3001, 1, 100)).unwrap();
+    wal.simulate_crash();
+    let last = chunk_files(d.path()).last().unwrap().clone();
+    let mut seal = None;
+    inspect_dir(
+        d.path(),
+        &mut |r| {
+            if matches!(r.record, OwnedRecord::Seal) {
+                seal = Some((r.chunk, r.offset, r.encoded_len));
+            }
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let (chunk, offset, len) = seal.expect("a sealed chunk");
+    assert_eq!(d.path().join(chunk_file_name(chunk)), last);
+    let f = OpenOptions::new().write(true).open(&last).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(&vec![0u8; len as usize], offset).unwrap();
+    drop(f);
+    let in_last = entry_records(d.path())
+        .iter()
+        .filter(|r| r.1 == chunk)
+        .map(|r| r.0)
+        .max()
+        .unwrap();
+    let wal = open(d.path());
+    assert_eq!(wal.log_state().last.map(|l| l.index), Some(in_last));
+    assert_holds(&wal, 1, in_last + 1, 1, 100);
+    assert!(
+        std::fs::read_dir(d.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")),
+        "the prepared chunk was kept"
+    );
 }
