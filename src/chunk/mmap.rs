@@ -106,7 +106,9 @@ impl Region {
 
     /// Drop this mapping's page-table entries (MADV_DONTNEED). The bytes stay in the page
     /// cache and on disk; the next access faults them back in unchanged. Used after replay so
-    /// that a reopened log does not keep every chunk it scanned resident.
+    /// that a reopened log does not keep every chunk it scanned resident: on sealed chunks,
+    /// and on the newest one right after open synced it, before any reader or the writer
+    /// runs (dirty pages would not be lost anyway: their dirty state moves to the page cache).
     pub fn release_pages(&self) -> io::Result<()> {
         // SAFETY: the mapping is MAP_SHARED and file-backed, so MADV_DONTNEED discards no
         // data: dirty pages stay in the page cache and later accesses re-read the same file
@@ -132,10 +134,11 @@ impl Region {
 
     /// Write back the still-zero pages `[off, off + len)` of a writable region ahead of the
     /// writer, through a short-lived second mapping of the same file. Returns `Ok(false)` if
-    /// the kernel refused a hint (nothing was done), and the msync error if the writeback
-    /// failed: that one must poison the log, as the kernel reports a writeback error once.
+    /// the kernel refused a hint (nothing was done), and the error if the writeback failed:
+    /// that one must poison the log, as the kernel reports a writeback error to a file once
+    /// (this shares the writer's open file, so a later msync would not see it again).
     ///
-    /// Why (measured on ext4, Linux 6.18; see `docs/benchmarks.md`):
+    /// Why (measured on ext4, Linux 6.18; see `docs/durability.md`, "Page cache"):
     /// - a preallocated chunk's blocks are *unwritten* extents, and the first sync of data
     ///   into one also converts the extent on disk: an extra metadata write per sync.
     ///   Writing the zeros back first pays that here, off the append path;

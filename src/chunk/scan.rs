@@ -62,7 +62,9 @@ pub fn scan_chunk<'a>(
 
 /// [`scan_chunk`] with the per-record CRC check optional. Without it, the caller must verify
 /// the chunk with [`scan_chunk`] before trusting anything this produced (open does so on a
-/// second thread, in parallel).
+/// second thread, in parallel). Unchecked scans of a sealed chunk (`!is_last`) also visit each
+/// record at once instead of holding a group back until it completes: such a chunk is valid
+/// only if every group in it is complete, which the verifying scan checks.
 pub fn scan_chunk_checked<'a>(
     bytes: &'a [u8],
     seq: u64,
@@ -92,7 +94,7 @@ pub fn scan_chunk_checked<'a>(
             record,
         };
         pos += frame.encoded_len;
-        if frame.flags & FLAG_CONTINUES != 0 {
+        if frame.flags & FLAG_CONTINUES != 0 && (verify_crc || is_last) {
             pending.push(s);
         } else {
             // The group is complete: apply what was held back, then this record.

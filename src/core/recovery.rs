@@ -303,7 +303,21 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         check_replayed(&state, &index).map_err(|k| Error::corrupt(m.seq, 0, k))?;
     }
     // Only now that the log replayed: a failed open (Strict) leaves every file as it was.
+    // As a rotation's install would have: the chunk before an adopted one (written, after a
+    // process crash, perhaps only to the page cache) is synced whole before the adopted one
+    // is installed. Only the newest chunk may hold unsynced bytes (synced below).
     for (seq, tmp) in &adopted {
+        if let Some(prev) = chunks.get(&(seq - 1)) {
+            let region = &prev.value().region;
+            sync_region(
+                region,
+                0,
+                region.len(),
+                config.sync_hook.as_ref(),
+                config.sync_recorder.as_ref(),
+            )
+            .map_err(|e| Error::io("sync recovered chunk", region.path(), e))?;
+        }
         install_chunk(&dir, tmp, *seq)?;
     }
     crate::chunk::remove_leftovers(&dir, &leftovers)?;
@@ -346,6 +360,12 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         config.sync_recorder.as_ref(),
     )
     .map_err(|e| Error::io("sync recovered chunk", w.region().path(), e))?;
+    // The scan faulted the newest chunk's pages in (up to where the file may hold data):
+    // drop them from this process too. Readers fault back what they read; the prefault
+    // thread maps the pages ahead of the cursor once appends start.
+    if let Err(err) = w.region().release_pages() {
+        tracing::debug!(seq = active.seq, error = %err, "madvise(DONTNEED) failed");
+    }
     w.seek(end);
     let last_index = state.last.map(|l| l.index);
     let durable = Arc::new(DurableState::new(

@@ -2,6 +2,7 @@
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use chunkwal::format::{ChunkHeader, FORMAT_VERSION};
 use chunkwal::{
@@ -399,7 +400,26 @@ fn process_crash_before_a_rotation_is_installed_keeps_the_new_chunk() {
         "rotations were installed without a flush"
     );
     wal.simulate_crash();
-    let wal = open(d.path());
+    let newest_installed = chunk_files(d.path()).last().unwrap().clone();
+    let synced = Arc::new(Mutex::new(Vec::new()));
+    let mut c = cfg(d.path());
+    let s2 = Arc::clone(&synced);
+    c.sync_recorder = Some(Arc::new(move |p: &Path, from, to| {
+        s2.lock().unwrap().push((p.to_path_buf(), from, to));
+    }));
+    let wal = Wal::open(c).unwrap();
+    // Its successors were written after it was sealed, maybe only to the page cache: open
+    // syncs it whole before installing them, as the rotation's install would have.
+    assert!(
+        synced
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(p, from, to)| *p == newest_installed && *from == 0 && *to == SMALL_CHUNK),
+        "{} was not synced before its successor was adopted: {:?}",
+        newest_installed.display(),
+        synced.lock().unwrap()
+    );
     assert_holds(&wal, 1, 3001, 1, 100);
     assert_eq!(wal.stat().chunks.len(), chunks);
     assert_eq!(tmps(d.path()), 0, "adopted chunks were not installed");
