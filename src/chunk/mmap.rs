@@ -22,11 +22,23 @@ use memmap2::{MmapOptions, MmapRaw};
 #[derive(Debug)]
 pub struct Region {
     map: MmapRaw,
-    /// The file, for writable regions (see [`Region::write_back_ahead`]).
-    file: Option<File>,
+    /// The file, while the region is being appended to (see [`Region::write_back_ahead`]);
+    /// dropped when its chunk is sealed, so a long log does not hold a descriptor per chunk.
+    file: parking_lot::Mutex<Option<Arc<File>>>,
     len: usize,
     published: AtomicUsize,
     path: PathBuf,
+}
+
+/// What [`Region::write_back_ahead`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteBack {
+    /// The range was written back.
+    Done,
+    /// The kernel refused a mapping or an advice (an old kernel): nothing was done.
+    Refused,
+    /// The chunk was sealed meanwhile: nothing to do.
+    Sealed,
 }
 
 /// The unique write handle of a writable [`Region`].
@@ -44,7 +56,7 @@ impl Region {
         let map = MmapOptions::new().len(len).map_raw(file)?;
         let region = Arc::new(Region {
             map,
-            file: Some(file.try_clone()?),
+            file: parking_lot::Mutex::new(Some(Arc::new(file.try_clone()?))),
             len,
             published: AtomicUsize::new(0),
             path: path.to_path_buf(),
@@ -58,7 +70,7 @@ impl Region {
         let map = MmapOptions::new().len(len).map_raw_read_only(file)?;
         Ok(Arc::new(Region {
             map,
-            file: None,
+            file: parking_lot::Mutex::new(None),
             len,
             published: AtomicUsize::new(len),
             path: path.to_path_buf(),
@@ -132,9 +144,15 @@ impl Region {
             .advise_range(memmap2::Advice::PopulateWrite, off, len)
     }
 
+    /// The chunk is sealed: nothing more is written ahead of a writer here, so let go of
+    /// the file descriptor (an in-flight [`Region::write_back_ahead`] keeps its own handle).
+    pub fn release_file(&self) {
+        self.file.lock().take();
+    }
+
     /// Write back the still-zero pages `[off, off + len)` of a writable region ahead of the
-    /// writer, through a short-lived second mapping of the same file. Returns `Ok(false)` if
-    /// the kernel refused a hint (nothing was done), and the error if the writeback failed:
+    /// writer, through a short-lived second mapping of the same file. Returns what happened,
+    /// or the error if the writeback failed:
     /// that one must poison the log, as the kernel reports a writeback error to a file once
     /// (this shares the writer's open file, so a later msync would not see it again).
     ///
@@ -150,21 +168,22 @@ impl Region {
     /// No byte changes: populating a page for writing and writing it back leaves its
     /// contents alone. The caller still keeps this away from pages the writer is filling,
     /// only because a writeback under its copies would make the writer wait.
-    pub fn write_back_ahead(&self, off: usize, len: usize) -> io::Result<bool> {
-        let Some(file) = &self.file else {
-            return Ok(false);
+    pub fn write_back_ahead(&self, off: usize, len: usize) -> io::Result<WriteBack> {
+        let Some(file) = self.file.lock().clone() else {
+            return Ok(WriteBack::Sealed);
         };
+        let file = &*file;
         let len = len.min(self.len.saturating_sub(off));
         if len == 0 {
-            return Ok(true);
+            return Ok(WriteBack::Done);
         }
         let Ok(window) = MmapOptions::new().offset(off as u64).len(len).map_raw(file) else {
-            return Ok(false);
+            return Ok(WriteBack::Refused);
         };
         if window.advise(memmap2::Advice::Random).is_err()
             || window.advise(memmap2::Advice::PopulateWrite).is_err()
         {
-            return Ok(false);
+            return Ok(WriteBack::Refused);
         }
         // Write the pages back and wait, without the device cache flush an msync would add
         // (it delayed every durable sync that queued behind it); the extents are converted
@@ -178,8 +197,8 @@ impl Region {
         let mut at = off;
         while at < off + len {
             let n = (off + len - at).min(PIECE);
-            // SAFETY: a plain system call on a file descriptor this region owns (open for
-            // its whole life); it takes no pointers.
+            // SAFETY: a plain system call on a file descriptor kept open for this whole call
+            // by `file` (an `Arc` this function holds); it takes no pointers.
             let r = unsafe { libc::sync_file_range(fd, at as i64, n as i64, flags) };
             if r != 0 {
                 return Err(io::Error::last_os_error());
@@ -187,7 +206,7 @@ impl Region {
             at += n;
         }
         drop(window);
-        Ok(true)
+        Ok(WriteBack::Done)
     }
 
     /// msync(MS_SYNC) the byte range `[off, off + len)`: on return it is on stable storage.

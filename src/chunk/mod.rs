@@ -12,5 +12,5 @@ pub use file::{
     remove_leftovers, sync_dir, tmp_path, LOCK_FILE,
 };
 pub use handle::{open_existing, open_existing_from, Chunk, Opened};
-pub use mmap::{Region, RegionWriter};
+pub use mmap::{Region, RegionWriter, WriteBack};
 pub use scan::{scan_chunk, scan_chunk_checked, Scanned, Tail};

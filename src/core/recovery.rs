@@ -293,7 +293,9 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         if tail.as_ref().is_some_and(|t| t.0.seq == *e.key()) {
             continue;
         }
-        // A sealed chunk is only read from here on, and rarely: do not keep it resident.
+        // A sealed chunk is only read from here on, and rarely: do not keep it resident (nor
+        // its file open, if it was the newest chunk before an adopted one).
+        e.value().region.release_file();
         if let Err(err) = e.value().region.release_pages() {
             tracing::debug!(seq = *e.key(), error = %err, "madvise(DONTNEED) failed");
         }

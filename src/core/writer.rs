@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::shared::{apply, Counters, Shared};
-use crate::chunk::{chunk_path, prepare_chunk, Chunk, Region, RegionWriter};
+use crate::chunk::{chunk_path, prepare_chunk, Chunk, Region, RegionWriter, WriteBack};
 use crate::config::{Config, SyncHook, SyncRecorder};
 use crate::error::{Error, Result};
 use crate::flush::{
@@ -80,6 +80,17 @@ pub(crate) struct Prefaulter {
     tx: Option<crossbeam_channel::Sender<PrefaultRequest>>,
     /// Pages of the active chunk before this offset were requested.
     requested_to: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Prefaulter {
+    /// Stop the thread and wait for it: it may hold a chunk's mapping and file.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// "Prepare chunk `seq`'s pages up to `to`."
@@ -89,13 +100,14 @@ impl Prefaulter {
     /// Start the thread (if it cannot start, prefaulting is simply skipped).
     pub fn start(poison: Arc<Poison>, durable: Arc<DurableState>) -> Prefaulter {
         let (tx, rx) = crossbeam_channel::unbounded::<PrefaultRequest>();
-        let started = std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("chunkwal-prefault".into())
             .spawn(move || prefault_loop(&rx, &poison, &durable))
-            .is_ok();
+            .ok();
         Prefaulter {
-            tx: started.then_some(tx),
+            tx: thread.is_some().then_some(tx),
             requested_to: 0,
+            thread,
         }
     }
 
@@ -147,9 +159,11 @@ fn prefault_loop(
                 published - (durable.offset_in(seq) as usize).min(published) <= FOLLOW_LAG;
             if write_back && following && published + PREFAULT_STEP <= off {
                 match region.write_back_ahead(off, n) {
-                    Ok(true) => done_to = off + n,
+                    Ok(WriteBack::Done) => done_to = off + n,
                     // A refused hint (old kernel): stop trying.
-                    Ok(false) => write_back = false,
+                    Ok(WriteBack::Refused) => write_back = false,
+                    // A stale request for a chunk that is sealed by now.
+                    Ok(WriteBack::Sealed) => break,
                     Err(e) => {
                         poison.poison("msync (ahead of the writer)", e.kind());
                         return;
@@ -536,6 +550,7 @@ impl Writer {
             }),
         };
         self.pending.push(job);
+        self.w.region().release_file();
         let Spare { header, mut w, .. } = spare;
         w.seek(HEADER_LEN);
         let chunk = Arc::new(Chunk {

@@ -173,3 +173,33 @@ fn handles_are_thread_safe() {
     drop(wal);
     assert_eq!(got[1].1, payload(2, 1000));
 }
+
+/// Sealed chunks let go of their file descriptors: a long log must not hold one per chunk.
+#[test]
+fn sealed_chunks_hold_no_file_descriptors() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = std::fs::canonicalize(d.path()).unwrap();
+    let fds_into_dir = || {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|t| t.starts_with(&dir))
+            .count()
+    };
+    let wal = open(d.path());
+    for b in 0..50u64 {
+        wal.append(entries(b * 100 + 1, b * 100 + 101, 3, 300))
+            .unwrap();
+        wal.flush_blocking().unwrap();
+    }
+    let chunks = wal.stat().chunks.len();
+    assert!(chunks > 20, "{chunks} chunks");
+    // The lock file, the active chunk and perhaps a spare.
+    let held = fds_into_dir();
+    assert!(
+        held <= 3,
+        "{held} descriptors open into a log of {chunks} chunks"
+    );
+    drop(wal);
+    assert_eq!(fds_into_dir(), 0, "descriptors left open after close");
+}
