@@ -269,7 +269,14 @@ pub fn write_chunk_files(data: &[u8], dir: &Path) -> Option<(u8, RecoveryMode)> 
         if kind & 2 == 2 && (bytes.len() as u64) < CHUNK {
             bytes.resize(CHUNK as usize, 0);
         }
-        std::fs::write(dir.join(chunk_file_name(seq)), &bytes).expect("write chunk");
+        // Bit 0x20: the newest of several files is still a prepared (temporary) chunk, as a
+        // process crash leaves one when a rotation's install has not run yet.
+        let name = if ctl & 0x20 != 0 && files > 1 && i + 1 == files {
+            format!("{}.tmp", chunk_file_name(seq))
+        } else {
+            chunk_file_name(seq)
+        };
+        std::fs::write(dir.join(name), &bytes).expect("write chunk");
     }
     Some((ctl, mode))
 }

@@ -150,11 +150,11 @@ impl LogStore {
                 return Ok(Vec::new());
             };
             let from = (*range.start()).max(first);
-            let to = range.end().min(&last.index).saturating_add(1);
-            if from >= to {
+            let through = *range.end().min(&last.index);
+            if from > through {
                 return Ok(Vec::new());
             }
-            match self.inner.wal.read(from, to) {
+            match self.inner.wal.read_through(from, through) {
                 // A purge or truncate raced the state read: look again.
                 Err(Error::OutOfRange { .. }) if attempts < 3 => attempts += 1,
                 r => return Ok(r?),

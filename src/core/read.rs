@@ -85,6 +85,25 @@ impl Reader {
         }
     }
 
+    /// Entries `[from, last]` (`last` included, so that an entry at index `u64::MAX` can be
+    /// read too). Fails with [`Error::OutOfRange`] unless every one is present.
+    pub fn read_through(&self, from: u64, last: u64) -> Result<Vec<(LogId, Bytes)>> {
+        if from > last {
+            return Ok(Vec::new());
+        }
+        match last.checked_add(1) {
+            Some(to) => self.read(from, to),
+            None => {
+                let mut out = self.read(from, last)?;
+                match self.entry(last)? {
+                    Some(e) => out.push(e),
+                    None => return Err(Error::OutOfRange { from, to: last }),
+                }
+                Ok(out)
+            }
+        }
+    }
+
     /// Entries `[from, to)`. Fails with [`Error::OutOfRange`] unless every one is present.
     pub fn read(&self, from: u64, to: u64) -> Result<Vec<(LogId, Bytes)>> {
         Counters::bump(&self.shared.counters.reads, 1);

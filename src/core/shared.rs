@@ -136,7 +136,12 @@ pub(crate) fn apply(
             // An image is authoritative: entries it does not cover go (a no-op for the image
             // at the start of a chunk; a reset writes one that empties the log).
             match img.last {
-                Some(l) => index.remove_from(l.index.saturating_add(1)),
+                // Nothing can follow index u64::MAX (saturating would remove that entry).
+                Some(l) => {
+                    if let Some(next) = l.index.checked_add(1) {
+                        index.remove_from(next);
+                    }
+                }
                 None => index.remove_from(0),
             }
             if let Some(p) = img.purged {

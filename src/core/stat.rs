@@ -213,7 +213,7 @@ impl Wal {
         let state = self.log_state();
         let r = self.reader();
         let entries = match (r.first_index(), state.last) {
-            (Some(first), Some(last)) => r.read(first, last.index.saturating_add(1))?,
+            (Some(first), Some(last)) => r.read_through(first, last.index)?,
             _ => Vec::new(),
         };
         Ok(DumpData { state, entries })

@@ -269,6 +269,12 @@ impl Wal {
         self.reader.read(from, to)
     }
 
+    /// Entries `[from, last]`, `last` included (so the entry at index `u64::MAX` can be read
+    /// in a range too).
+    pub fn read_through(&self, from: u64, last: u64) -> Result<Vec<(LogId, Bytes)>> {
+        self.reader.read_through(from, last)
+    }
+
     /// One entry, if the log holds it.
     pub fn entry(&self, index: u64) -> Result<Option<(LogId, Bytes)>> {
         self.reader.entry(index)

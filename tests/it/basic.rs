@@ -203,3 +203,34 @@ fn sealed_chunks_hold_no_file_descriptors() {
     drop(wal);
     assert_eq!(fds_into_dir(), 0, "descriptors left open after close");
 }
+
+/// An entry at index u64::MAX survives a reopen (a state image naming it used to drop it)
+/// and can be read in a range.
+#[test]
+fn entry_at_the_last_index_survives_reopen() {
+    let d = tempfile::tempdir().unwrap();
+    let top = u64::MAX;
+    {
+        let wal = open(d.path());
+        wal.append([(LogId::new(1, top - 1), Bytes::from_static(b"a"))])
+            .unwrap();
+        wal.append([(LogId::new(1, top), Bytes::from_static(b"b"))])
+            .unwrap();
+        wal.close().unwrap();
+    }
+    let wal = open(d.path());
+    assert_eq!(wal.log_state().last, Some(LogId::new(1, top)));
+    let got = wal.read_through(top - 1, top).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            (LogId::new(1, top - 1), Bytes::from_static(b"a")),
+            (LogId::new(1, top), Bytes::from_static(b"b"))
+        ]
+    );
+    assert_eq!(wal.dump_data().unwrap().entries, got);
+    assert!(matches!(
+        wal.append([(LogId::new(1, 0), Bytes::from_static(b"c"))]),
+        Err(Error::IndexOverflow | Error::NonContiguous { .. })
+    ));
+}
