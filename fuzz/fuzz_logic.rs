@@ -181,7 +181,8 @@ fn built_records(inp: &mut Input<'_>, out: &mut Vec<u8>) {
 
 /// Write arbitrary chunk files (raw, after a valid header, or built from framed records),
 /// open the log, read everything back; then append, flush and reopen. Layout: control byte
-/// (bit 0 strict, bits 1-2 file count - 1, bit 3 start at chunk 7, bit 4 write afterwards),
+/// (bit 0 strict, bits 1-2 file count - 1, bit 3 start at chunk 7, bit 4 write afterwards,
+/// bit 5 the newest of several files is a pending rotation's `.chunk.tmp`),
 /// then per file a kind byte (bit 0 valid header, bit 1 zero-pad to the chunk size, bit 2
 /// framed records), a u16 length and that many bytes.
 /// Returns the number of entries recovered, or `None` if open refused the files.

@@ -152,9 +152,9 @@ impl Region {
 
     /// Write back the still-zero pages `[off, off + len)` of a writable region ahead of the
     /// writer, through a short-lived second mapping of the same file. Returns what happened,
-    /// or the error if the writeback failed:
-    /// that one must poison the log, as the kernel reports a writeback error to a file once
-    /// (this shares the writer's open file, so a later msync would not see it again).
+    /// or the error if the writeback failed. That error must poison the log: the kernel
+    /// reports a writeback error to an open file once, and this shares the writer's open
+    /// file, so a later msync would not see it again.
     ///
     /// Why (measured on ext4, Linux 6.18; see `docs/durability.md`, "Page cache"):
     /// - a preallocated chunk's blocks are *unwritten* extents, and the first sync of data
