@@ -1,6 +1,7 @@
 //! The synchronous core: open and recovery, the write path, the read path and statistics.
 
 mod inspect;
+mod prefault;
 mod read;
 mod recovery;
 mod shared;

@@ -393,7 +393,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     });
     let fresh = end == HEADER_LEN;
     let prefault =
-        super::writer::Prefaulter::start(Arc::clone(&shared.poison), Arc::clone(&shared.durable));
+        super::prefault::Prefaulter::start(Arc::clone(&shared.poison), Arc::clone(&shared.durable));
     let mut writer = Writer {
         shared,
         config,
