@@ -342,15 +342,17 @@ fn read_all_entries(wal: &Wal) -> Vec<(LogId, Bytes)> {
 // ops_model
 // ---------------------------------------------------------------------------------------
 
+/// What the log should hold, kept in a `BTreeMap`: the ops_model target and the proptest
+/// model test (`tests/it/model.rs`) both drive it.
 #[derive(Default, Debug)]
-struct Model {
-    entries: BTreeMap<u64, (u64, Bytes)>,
-    last: Option<LogId>,
-    purged: Option<LogId>,
-    committed: Option<LogId>,
-    vote: Option<Bytes>,
-    user_data: Option<Bytes>,
-    term: u64,
+pub struct Model {
+    pub entries: BTreeMap<u64, (u64, Bytes)>,
+    pub last: Option<LogId>,
+    pub purged: Option<LogId>,
+    pub committed: Option<LogId>,
+    pub vote: Option<Bytes>,
+    pub user_data: Option<Bytes>,
+    pub term: u64,
 }
 
 fn fill(index: u64, term: u64, len: usize) -> Bytes {
@@ -367,31 +369,31 @@ fn fill(index: u64, term: u64, len: usize) -> Bytes {
 }
 
 impl Model {
-    fn next(&self) -> u64 {
+    pub fn next(&self) -> u64 {
         self.last.map_or(1, |l| l.index + 1)
     }
-    fn first(&self) -> u64 {
+    pub fn first(&self) -> u64 {
         self.purged.map_or(1, |p| p.index + 1)
     }
-    fn make(&self, from: u64, n: u64, len: usize) -> Vec<(LogId, Bytes)> {
+    pub fn make(&self, from: u64, n: u64, len: usize) -> Vec<(LogId, Bytes)> {
         (from..from + n)
             .map(|i| (LogId::new(self.term, i), fill(i, self.term, len)))
             .collect()
     }
-    fn truncate(&mut self, since: u64) {
+    pub fn truncate(&mut self, since: u64) {
         self.entries.split_off(&since);
         self.last = match self.entries.iter().next_back() {
             Some((i, (t, _))) => Some(LogId::new(*t, *i)),
             None => self.purged.filter(|p| p.index < since),
         };
     }
-    fn put(&mut self, es: &[(LogId, Bytes)]) {
+    pub fn put(&mut self, es: &[(LogId, Bytes)]) {
         for (id, p) in es {
             self.entries.insert(id.index, (id.term, p.clone()));
             self.last = Some(*id);
         }
     }
-    fn check(&self, wal: &Wal) {
+    pub fn check(&self, wal: &Wal) {
         let s = wal.log_state();
         assert_eq!(s.last, self.last, "last");
         assert_eq!(s.purged, self.purged, "purged");

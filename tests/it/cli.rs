@@ -366,18 +366,8 @@ fn bad_directories_give_one_line_errors() {
 
 #[test]
 fn newer_format_version_is_a_clear_error() {
-    use chunkwal::format::{ChunkHeader, FORMAT_VERSION};
     let d = tempfile::tempdir().unwrap();
-    let h = ChunkHeader {
-        version: FORMAT_VERSION + 1,
-        chunk_seq: 0,
-        epoch: 5,
-        chunk_size: SMALL_CHUNK,
-        created_ms: 0,
-    };
-    let mut bytes = h.encode().to_vec();
-    bytes.resize(SMALL_CHUNK as usize, 0);
-    std::fs::write(d.path().join(chunk_file_name(0)), bytes).unwrap();
+    write_newer_version_chunk(d.path());
     for cmd in ["stat", "verify"] {
         let o = run_in(&[cmd], d.path());
         expect_code(&o, 1);

@@ -45,3 +45,18 @@ pub fn assert_holds(wal: &Wal, from: u64, to: u64, term: u64, len: usize) {
         assert_eq!(p, payload(id.index, len), "payload of {}", id.index);
     }
 }
+
+/// Write chunk 0 of `dir` as a full-size chunk whose header claims the next format version.
+pub fn write_newer_version_chunk(dir: &std::path::Path) {
+    use chunkwal::format::{ChunkHeader, FORMAT_VERSION};
+    let h = ChunkHeader {
+        version: FORMAT_VERSION + 1,
+        chunk_seq: 0,
+        epoch: 5,
+        chunk_size: SMALL_CHUNK,
+        created_ms: 0,
+    };
+    let mut bytes = h.encode().to_vec();
+    bytes.resize(SMALL_CHUNK as usize, 0);
+    std::fs::write(dir.join(chunkwal::chunk_file_name(0)), bytes).unwrap();
+}

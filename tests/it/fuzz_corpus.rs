@@ -12,7 +12,7 @@ use chunkwal::{chunk_file_name, Config, LogId, Wal};
 use crate::crash_util::Rng;
 
 #[path = "../../fuzz/fuzz_logic.rs"]
-mod logic;
+pub(crate) mod logic;
 
 fn record_parser(b: &[u8]) {
     logic::record_parser(b);

@@ -1,12 +1,11 @@
 //! Model-based test: random operations plus reopen, checked against a `BTreeMap` model.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
-use chunkwal::{LogId, Wal};
+use chunkwal::LogId;
 use proptest::prelude::*;
 
 use crate::common::*;
+use crate::fuzz_corpus::logic::Model;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -39,65 +38,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-#[derive(Default, Debug)]
-struct Model {
-    entries: BTreeMap<u64, (u64, Bytes)>,
-    last: Option<LogId>,
-    purged: Option<LogId>,
-    committed: Option<LogId>,
-    vote: Option<Bytes>,
-    user_data: Option<Bytes>,
-    term: u64,
-}
-
-impl Model {
-    fn next(&self) -> u64 {
-        self.last.map_or(1, |l| l.index + 1)
-    }
-    fn first(&self) -> u64 {
-        self.purged.map_or(1, |p| p.index + 1)
-    }
-    fn make(&mut self, from: u64, n: u8, len: usize) -> Vec<(LogId, Bytes)> {
-        (from..from + u64::from(n))
-            .map(|i| {
-                (
-                    LogId::new(self.term, i),
-                    payload(i ^ (self.term << 40), len),
-                )
-            })
-            .collect()
-    }
-    fn truncate(&mut self, since: u64) {
-        self.entries.split_off(&since);
-        self.last = match self.entries.iter().next_back() {
-            Some((i, (t, _))) => Some(LogId::new(*t, *i)),
-            None => self.purged.filter(|p| p.index < since),
-        };
-    }
-    fn put(&mut self, es: &[(LogId, Bytes)]) {
-        for (id, p) in es {
-            self.entries.insert(id.index, (id.term, p.clone()));
-            self.last = Some(*id);
-        }
-    }
-}
-
-fn check(wal: &Wal, m: &Model) {
-    let s = wal.log_state();
-    assert_eq!(s.last, m.last);
-    assert_eq!(s.purged, m.purged);
-    assert_eq!(s.committed, m.committed);
-    assert_eq!(s.vote, m.vote);
-    assert_eq!(s.user_data, m.user_data);
-    let (from, to) = (m.first(), m.next());
-    let got = wal.read(from, to).expect("read the whole log");
-    assert_eq!(got.len(), m.entries.len());
-    for ((id, p), (i, (t, mp))) in got.iter().zip(&m.entries) {
-        assert_eq!((id.index, id.term), (*i, *t));
-        assert_eq!(p, mp);
-    }
-}
-
 fn run(ops: Vec<Op>) {
     let d = tempfile::tempdir().unwrap();
     let mut wal = Some(open(d.path()));
@@ -109,7 +49,7 @@ fn run(ops: Vec<Op>) {
         let w = wal.as_ref().unwrap();
         match op {
             Op::Append { n, len } => {
-                let es = m.make(m.next(), n, len as usize);
+                let es = m.make(m.next(), u64::from(n), len as usize);
                 w.append(es.clone()).unwrap();
                 m.put(&es);
             }
@@ -123,7 +63,7 @@ fn run(ops: Vec<Op>) {
             Op::Replace { back, n } => {
                 m.term += 1;
                 let since = m.next().saturating_sub(u64::from(back)).max(m.first());
-                let es = m.make(since, n, 100);
+                let es = m.make(since, u64::from(n), 100);
                 w.replace_range(since, es.clone()).unwrap();
                 m.truncate(since);
                 m.put(&es);
@@ -178,10 +118,10 @@ fn run(ops: Vec<Op>) {
                 }
             }
         }
-        check(wal.as_ref().unwrap(), &m);
+        m.check(wal.as_ref().unwrap());
     }
     drop(wal.take());
-    check(&open(d.path()), &m);
+    m.check(&open(d.path()));
 }
 
 proptest! {

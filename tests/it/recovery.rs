@@ -4,7 +4,6 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use chunkwal::format::{ChunkHeader, FORMAT_VERSION};
 use chunkwal::{
     chunk_file_name, inspect_dir, CorruptionKind, Error, LogId, OwnedRecord, RecoveryMode, Wal,
 };
@@ -235,16 +234,7 @@ fn wrong_magic_is_reported() {
 #[test]
 fn newer_format_version_is_reported() {
     let d = tempfile::tempdir().unwrap();
-    let h = ChunkHeader {
-        version: FORMAT_VERSION + 1,
-        chunk_seq: 0,
-        epoch: 5,
-        chunk_size: SMALL_CHUNK,
-        created_ms: 0,
-    };
-    let mut bytes = h.encode().to_vec();
-    bytes.resize(SMALL_CHUNK as usize, 0);
-    std::fs::write(d.path().join(chunk_file_name(0)), bytes).unwrap();
+    write_newer_version_chunk(d.path());
     let err = Wal::open(cfg(d.path())).unwrap_err();
     assert!(
         matches!(err, Error::UnsupportedVersion { found: 2, .. }),
