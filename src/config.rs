@@ -19,13 +19,18 @@ pub enum RecoveryMode {
     Strict,
 }
 
-/// Hook called before every msync/fdatasync; returning an error simulates a failed sync.
-/// For fault-injection tests.
+/// Hook called before every msync of chunk data; returning an error simulates a failed
+/// sync, and it may sleep to simulate a slow one. For fault-injection tests.
 pub type SyncHook = Arc<dyn Fn(&std::path::Path) -> io::Result<()> + Send + Sync>;
 
 /// Hook told of every byte range a sync covered: `(chunk path, start, end)`.
 /// Used by power-loss simulation tests to rebuild a crash image.
 pub type SyncRecorder = Arc<dyn Fn(&std::path::Path, u64, u64) + Send + Sync>;
+
+/// Hook called at named points of the write path (for example `"write.after_put"`); it may
+/// panic to simulate a bug there. For fault-injection tests (feature `testing`).
+#[cfg(feature = "testing")]
+pub type FailPoint = Arc<dyn Fn(&'static str) + Send + Sync>;
 
 /// Configuration for [`crate::Wal::open`].
 #[derive(Clone)]
@@ -44,10 +49,20 @@ pub struct Config {
     pub recovery_mode: RecoveryMode,
     /// Create the directory when missing. Default true.
     pub create_if_missing: bool,
-    /// Fault injection: called before each sync.
+    /// Fault injection: called before each msync of chunk data (feature `testing`).
+    #[cfg(feature = "testing")]
     pub sync_hook: Option<SyncHook>,
-    /// Observation: called after each successful sync with the range it covered.
+    /// Observation: called after each successful msync with the range it covered (feature
+    /// `testing`).
+    #[cfg(feature = "testing")]
     pub sync_recorder: Option<SyncRecorder>,
+    /// Observation: told of every completed create, rename, unlink and sync in the log
+    /// directory, in order (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub fs_observer: Option<crate::chunk::FsObserver>,
+    /// Fault injection at named points of the write path (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub fail_point: Option<FailPoint>,
 }
 
 impl std::fmt::Debug for Config {
@@ -80,8 +95,14 @@ impl Config {
             flush_batch_max: 1024,
             recovery_mode: RecoveryMode::default(),
             create_if_missing: true,
+            #[cfg(feature = "testing")]
             sync_hook: None,
+            #[cfg(feature = "testing")]
             sync_recorder: None,
+            #[cfg(feature = "testing")]
+            fs_observer: None,
+            #[cfg(feature = "testing")]
+            fail_point: None,
         }
     }
 
@@ -102,6 +123,29 @@ impl Config {
     pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
         self.recovery_mode = mode;
         self
+    }
+
+    /// The log directory's files, with this config's test hooks.
+    pub(crate) fn files(&self) -> crate::chunk::Files {
+        #[cfg(feature = "testing")]
+        let hooks = (
+            self.sync_hook.clone(),
+            self.sync_recorder.clone(),
+            self.fs_observer.clone(),
+        );
+        #[cfg(not(feature = "testing"))]
+        let hooks = (None, None, None);
+        crate::chunk::Files::new(self.dir.clone(), hooks.0, hooks.1, hooks.2)
+    }
+
+    /// Run the fail point `name`, if a test set one.
+    pub(crate) fn fail_point(&self, name: &'static str) {
+        #[cfg(feature = "testing")]
+        if let Some(f) = &self.fail_point {
+            f(name);
+        }
+        #[cfg(not(feature = "testing"))]
+        let _ = name;
     }
 
     /// Check every bound.

@@ -232,6 +232,21 @@ pub enum Error {
         /// The rule it broke.
         reason: &'static str,
     },
+    /// A write was refused before anything of it was written: one of its records
+    /// contradicts the log (it would not replay). Nothing changed.
+    #[error("write refused, nothing written: {reason}")]
+    Rejected {
+        /// What the record contradicts.
+        reason: CorruptionKind,
+    },
+    /// A chunk sequence number past the largest that a write position can hold.
+    #[error("chunk sequence number {seq} is past the largest supported ({max})")]
+    ChunkSeqOutOfRange {
+        /// The sequence number.
+        seq: u64,
+        /// The largest supported.
+        max: u64,
+    },
     /// The flush worker is gone (it panicked or the log was closed).
     #[error("flush worker stopped")]
     WorkerStopped,

@@ -32,9 +32,11 @@ pub mod integrations;
 mod types;
 
 pub use crate::chunk::{chunk_file_name, scan_chunk, Scanned, Tail, LOCK_FILE};
-pub use crate::config::{
-    Config, RecoveryMode, SyncHook, SyncRecorder, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
-};
+#[cfg(feature = "testing")]
+pub use crate::chunk::{FsEvent, FsObserver};
+pub use crate::config::{Config, RecoveryMode, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+#[cfg(feature = "testing")]
+pub use crate::config::{FailPoint, SyncHook, SyncRecorder};
 pub use crate::core::{
     inspect_dir, AccessStat, ChunkReport, ChunkStat, DumpData, DumpRecord, OwnedRecord, Reader,
     Stat, Wal,

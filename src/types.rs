@@ -24,10 +24,14 @@ impl std::fmt::Display for LogId {
     }
 }
 
+/// The largest chunk sequence number: a write position keeps it in 32 bits.
+pub const MAX_CHUNK_SEQ: u64 = u32::MAX as u64;
+
 /// A write position packed into one `u64`: chunk sequence number above, byte offset (chunks
 /// are at most 1 GiB) below, so later writes compare greater. The durable point and the
 /// cache's stale-entry check both use it and must agree.
 pub(crate) fn position(chunk: u64, offset: usize) -> u64 {
+    debug_assert!(chunk <= MAX_CHUNK_SEQ && offset <= u32::MAX as usize);
     (chunk << 32) | offset as u64
 }
 

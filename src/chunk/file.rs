@@ -167,14 +167,6 @@ pub fn preallocate(f: &File, len: u64) -> std::io::Result<()> {
         .map_err(std::io::Error::from)
 }
 
-/// Rename a prepared chunk into place and fsync the directory.
-pub fn install_chunk(dir: &Path, tmp: &Path, seq: u64) -> Result<PathBuf> {
-    let path = chunk_path(dir, seq);
-    fs::rename(tmp, &path).map_err(|e| Error::io("install chunk", &path, e))?;
-    sync_dir(dir)?;
-    Ok(path)
-}
-
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,6 +1,7 @@
 //! Chunk files: the mapped region (all `unsafe` lives in `mmap`), file handling and scanning.
 
 mod file;
+mod files;
 mod handle;
 mod mmap;
 mod scan;
@@ -8,9 +9,12 @@ mod scan;
 mod tests;
 
 pub use file::{
-    chunk_file_name, chunk_path, install_chunk, is_blank, list_chunks, lock_dir, prepare_chunk,
-    remove_leftovers, sync_dir, tmp_path, LOCK_FILE,
+    chunk_file_name, chunk_path, is_blank, list_chunks, lock_dir, remove_leftovers, sync_dir,
+    tmp_path, LOCK_FILE,
 };
+pub use files::Files;
+#[cfg(feature = "testing")]
+pub use files::{FsEvent, FsObserver};
 pub use handle::{open_existing, open_existing_from, Chunk, Opened};
 pub use mmap::{Region, RegionWriter, WriteBack};
 pub use scan::{scan_chunk, scan_chunk_checked, Scanned, Tail};

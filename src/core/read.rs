@@ -179,3 +179,17 @@ fn read_verified(c: &Arc<Chunk>, index: u64, loc: Loc) -> Result<Bytes> {
         })),
     }
 }
+
+#[cfg(feature = "testing")]
+impl Reader {
+    /// Entry `index`'s chunk file and the byte range `[start, end)` of its record.
+    pub(crate) fn locate(&self, index: u64) -> Option<(std::path::PathBuf, u64, u64)> {
+        let loc = self.shared.index.get(index)?;
+        let c = self.shared.chunks.get(&loc.chunk)?;
+        let c = c.value();
+        let off = loc.offset as usize;
+        let frame = decode_frame(c.region.bytes().get(off..)?, c.header.epoch_tag()).ok()?;
+        let end = off + frame.encoded_len;
+        Some((c.region.path().to_path_buf(), off as u64, end as u64))
+    }
+}

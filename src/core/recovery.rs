@@ -11,12 +11,12 @@ use parking_lot::RwLock;
 use super::shared::{apply, Counters, Shared};
 use super::writer::{ChunkMeta, Writer};
 use crate::chunk::{
-    chunk_path, install_chunk, list_chunks, open_existing, open_existing_from, prepare_chunk,
-    scan_chunk, scan_chunk_checked, sync_dir, tmp_path, Chunk, Opened, Region, RegionWriter, Tail,
+    chunk_path, list_chunks, open_existing, open_existing_from, scan_chunk, scan_chunk_checked,
+    sync_dir, tmp_path, Chunk, Opened, Region, RegionWriter, Tail,
 };
 use crate::config::{Config, RecoveryMode};
 use crate::error::{CorruptionKind, Error, Result};
-use crate::flush::{spawn, sync_region, DurableState, Poison};
+use crate::flush::{spawn, DurableState, Poison, SyncOwner, Target};
 use crate::format::{Record, HEADER_LEN};
 use crate::index::{EntryIndex, PayloadCache};
 use crate::types::LogState;
@@ -47,23 +47,21 @@ fn prepare_dir(config: &Config) -> Result<()> {
 }
 
 /// A newest chunk file that is empty or all zero never received a header, so it holds no
-/// records: under the tolerant mode it is removed (it cannot hold acknowledged data).
-fn drop_blank_newest(config: &Config, seqs: &mut Vec<u64>) -> Result<()> {
+/// records: under the tolerant mode it is left out, and removed once the open succeeded
+/// (it cannot hold acknowledged data). Returns its path then.
+fn drop_blank_newest(config: &Config, seqs: &mut Vec<u64>) -> Result<Option<PathBuf>> {
     let Some(&seq) = seqs.last() else {
-        return Ok(());
+        return Ok(None);
     };
     let path = chunk_path(&config.dir, seq);
     if !crate::chunk::is_blank(&path)? {
-        return Ok(());
+        return Ok(None);
     }
     if config.recovery_mode == RecoveryMode::Strict {
         return Err(Error::corrupt(seq, 0, CorruptionKind::ShortFile { len: 0 }));
     }
-    tracing::warn!(seq, "removing blank newest chunk");
-    std::fs::remove_file(&path).map_err(|e| Error::io("remove blank chunk", &path, e))?;
-    sync_dir(&config.dir)?;
     seqs.pop();
-    Ok(())
+    Ok(Some(path))
 }
 
 /// A rotation installs the next chunk (renames its prepared file) on the flush worker, after
@@ -161,6 +159,17 @@ impl Verifier {
     }
 }
 
+/// The newest chunk after replay.
+struct Tail0 {
+    chunk: Arc<Chunk>,
+    w: RegionWriter,
+    /// Where writing resumes.
+    end: usize,
+    sealed: bool,
+    /// A torn tail `[end, cut_to)` to zero once the open succeeded (0: none).
+    cut_to: usize,
+}
+
 /// Open (or create) the log described by `config`.
 pub(crate) fn open(config: Config) -> Result<Opened2> {
     config.validate()?;
@@ -177,7 +186,9 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
             ));
         }
     }
-    drop_blank_newest(&config, &mut seqs)?;
+    if let Some(blank) = drop_blank_newest(&config, &mut seqs)? {
+        leftovers.push(blank);
+    }
     let index = EntryIndex::default();
     let chunks = SkipMap::new();
     let mut state = LogState::default();
@@ -199,8 +210,9 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     // A prepared chunk being adopted (see `adoptable`): replayed from its temporary file,
     // renamed only once the open succeeded (a failed strict open changes no file).
     let mut adopted: Vec<(u64, PathBuf)> = Vec::new();
-    // The newest chunk, mapped writable, and where writing resumes.
-    let mut tail: Option<(Arc<Chunk>, RegionWriter, usize, bool)> = None;
+    // The newest chunk, mapped writable, where writing resumes, whether it is sealed, and
+    // where a torn tail cut off ends (zeroed only once the open succeeded).
+    let mut tail: Option<Tail0> = None;
     let replayed = (|| -> Result<()> {
         while let Some(&seq) = seqs.first() {
             let is_last = seqs.len() == 1;
@@ -223,7 +235,6 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
             let tag = chunk.header.epoch_tag();
             let mut meta = ChunkMeta {
                 seq,
-                path: path.clone(),
                 max_index: None,
             };
             let verdict = {
@@ -247,6 +258,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
             chunks.insert(seq, Arc::clone(&chunk));
             metas.push_back(meta);
             if let Some((mut w, _)) = writer {
+                let mut cut_to = 0;
                 let (end, sealed) = match verdict {
                     Tail::Sealed { end } => (end, true),
                     Tail::Clean { end } => (end, false),
@@ -261,17 +273,21 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
                             return Err(Error::corrupt(seq, at as u64, CorruptionKind::TornTail));
                         }
                         tracing::warn!(seq, at, %reason, cut = garbage_end - end, "cutting torn tail");
-                        w.seek(end);
-                        if let Some(z) = w.space(garbage_end - end) {
-                            z.fill(0);
-                        }
+                        cut_to = garbage_end;
                         (end, false)
                     }
                 };
                 w.seek(end);
                 w.publish();
-                tail = Some((chunk, w, end, sealed));
+                tail = Some(Tail0 {
+                    chunk,
+                    w,
+                    end,
+                    sealed,
+                    cut_to,
+                });
                 if sealed && seqs.is_empty() {
+                    // `tail` is this chunk: an adopted successor replaces it below.
                     if let Some(tmp) = adoptable(&dir, seq + 1, &leftovers) {
                         tracing::warn!(
                             seq = seq + 1,
@@ -289,79 +305,56 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     // A checksum failure is the real cause of anything replay tripped over.
     verifier.finish()?;
     replayed?;
-    for e in chunks.iter() {
-        if tail.as_ref().is_some_and(|t| t.0.seq == *e.key()) {
-            continue;
-        }
-        // A sealed chunk is only read from here on, and rarely: do not keep it resident (nor
-        // its file open, if it was the newest chunk before an adopted one).
-        e.value().region.release_file();
-        if let Err(err) = e.value().region.release_pages() {
-            tracing::debug!(seq = *e.key(), error = %err, "madvise(DONTNEED) failed");
-        }
-    }
-
+    release_sealed(&chunks, tail.as_ref().map(|t| t.chunk.seq));
     if let Some(m) = metas.back() {
         check_replayed(&state, &index).map_err(|k| Error::corrupt(m.seq, 0, k))?;
     }
-    // Only now that the log replayed: a failed open (Strict) leaves every file as it was.
-    // As a rotation's install would have: the chunk before an adopted one (written, after a
-    // process crash, perhaps only to the page cache) is synced whole before the adopted one
-    // is installed. Only the newest chunk may hold unsynced bytes (synced below).
-    for (seq, tmp) in &adopted {
-        if let Some(prev) = chunks.get(&(seq - 1)) {
-            let region = &prev.value().region;
-            sync_region(
-                region,
-                0,
-                region.len(),
-                config.sync_hook.as_ref(),
-                config.sync_recorder.as_ref(),
-            )
-            .map_err(|e| Error::io("sync recovered chunk", region.path(), e))?;
-        }
-        install_chunk(&dir, tmp, *seq)?;
-    }
-    crate::chunk::remove_leftovers(&dir, &leftovers)?;
+    // Only now that the log replayed and every check passed does open change files: a
+    // failed open leaves every file as it was.
     let poison = Arc::new(Poison::default());
-    let (active, mut w, end, sealed, dirty_to) = match tail {
-        Some((c, w, end, sealed)) => {
-            // Data read back may still sit only in the page cache (after a process kill):
-            // make it durable before anything new can claim to follow it.
-            let dirty_to = w.region().len();
-            (c, w, end, sealed, dirty_to)
-        }
-        None => {
-            let seq = metas.back().map_or(0, |m: &ChunkMeta| m.seq + 1);
-            let (file, header, tmp) = prepare_chunk(&dir, seq, config.chunk_size)?;
-            let path = chunk_path(&dir, seq);
-            let mut w = Region::map_writable(&file, config.chunk_size as usize, &path)
-                .map_err(|e| Error::io("map chunk", &path, e))?;
-            install_chunk(&dir, &tmp, seq)?;
-            w.seek(HEADER_LEN);
-            w.publish();
-            let chunk = Arc::new(Chunk {
-                seq,
-                header,
-                region: Arc::clone(w.region()),
-            });
-            chunks.insert(seq, Arc::clone(&chunk));
-            metas.push_back(ChunkMeta {
-                seq,
-                path,
-                max_index: None,
-            });
-            (chunk, w, HEADER_LEN, false, HEADER_LEN)
-        }
+    let durable = Arc::new(DurableState::new(0, None));
+    let owner = Arc::new(SyncOwner::new(
+        config.files(),
+        Arc::clone(&durable),
+        Arc::clone(&poison),
+    ));
+    // Leftovers (unused spares, a blank newest chunk) go first: a new first chunk may take
+    // a blank one's name.
+    crate::chunk::remove_leftovers(&dir, &leftovers)?;
+    let tail = match tail {
+        Some(t) => t,
+        None => new_first_chunk(&config, &owner, &chunks, &mut metas)?,
     };
-    sync_region(
-        w.region(),
-        0,
-        dirty_to,
-        config.sync_hook.as_ref(),
-        config.sync_recorder.as_ref(),
-    )
-    .map_err(|e| Error::io("sync recovered chunk", w.region().path(), e))?;
+    let Tail0 {
+        chunk: active,
+        mut w,
+        end,
+        sealed,
+        cut_to,
+    } = tail;
+    if cut_to > end {
+        if let Some(z) = w.space(cut_to - end) {
+            z.fill(0);
+        }
+        w.seek(end);
+    }
+    track_unsynced(&owner, &chunks, &adopted, &active);
+    // Data read back may still sit only in the page cache (after a process kill): make it
+    // durable before anything new can claim to follow it. As a rotation's install would
+    // have, the chunk before an adopted one is synced whole before the adopted one is
+    // installed.
+    let last_index = state.last.map(|l| l.index);
+    let target = Target {
+        seq: active.seq,
+        off: end,
+        last_index,
+        gen: 0,
+    };
+    // Past the replayed end the chunk holds zeros (a cut tail was zeroed above): synced as
+    // they are, so no stale record can reappear behind new ones after a power loss.
+    owner
+        .sync_claiming(target, Some(cut_to.max(end)))
+        .map_err(|e| as_io(e, w.region().path()))?;
     // The scan faulted the newest chunk's pages in (up to where the file may hold data):
     // drop them from this process too. Readers fault back what they read; the prefault
     // thread maps the pages ahead of the cursor once appends start.
@@ -369,18 +362,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         tracing::debug!(seq = active.seq, error = %err, "madvise(DONTNEED) failed");
     }
     w.seek(end);
-    let last_index = state.last.map(|l| l.index);
-    let durable = Arc::new(DurableState::new(
-        DurableState::pack(active.seq, end),
-        last_index,
-    ));
-    let worker = spawn(
-        Arc::clone(&poison),
-        Arc::clone(&durable),
-        config.flush_batch_max,
-        config.sync_hook.clone(),
-        config.sync_recorder.clone(),
-    )?;
+    let worker = spawn(Arc::clone(&owner), config.flush_batch_max)?;
     let shared = Arc::new(Shared {
         dir: dir.clone(),
         index,
@@ -401,12 +383,11 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         w,
         metas,
         state,
-        requested_to: end,
         gen: 0,
+        owner,
         worker,
         spare: None,
         prefault,
-        pending: Vec::new(),
     };
     if sealed {
         writer.rotate(false)?;
@@ -414,4 +395,87 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         writer.put_state()?;
     }
     Ok(Opened2 { writer, lock })
+}
+
+/// A sealed chunk is only read from here on, and rarely: do not keep it resident (nor its
+/// file open, if it was the newest chunk before an adopted one).
+fn release_sealed(chunks: &SkipMap<u64, Arc<Chunk>>, tail: Option<u64>) {
+    for e in chunks.iter() {
+        if tail == Some(*e.key()) {
+            continue;
+        }
+        e.value().region.release_file();
+        if let Err(err) = e.value().region.release_pages() {
+            tracing::debug!(seq = *e.key(), error = %err, "madvise(DONTNEED) failed");
+        }
+    }
+}
+
+/// Tell the sync owner what open must make durable: the newest chunk (whose bytes may sit
+/// only in the page cache), and, before an adopted chunk, the chunk it follows (whole) and
+/// the adopted chunk's install.
+fn track_unsynced(
+    owner: &SyncOwner,
+    chunks: &SkipMap<u64, Arc<Chunk>>,
+    adopted: &[(u64, PathBuf)],
+    active: &Arc<Chunk>,
+) {
+    if let Some(&(first, _)) = adopted.first() {
+        if let Some(prev) = first.checked_sub(1).and_then(|p| chunks.get(&p)) {
+            let r = &prev.value().region;
+            owner.track(*prev.key(), Arc::clone(r), 0, Some(r.len()), false);
+        }
+    }
+    for (seq, _) in adopted.iter().filter(|(s, _)| *s != active.seq) {
+        if let Some(c) = chunks.get(seq) {
+            let r = &c.value().region;
+            owner.track(*seq, Arc::clone(r), 0, Some(r.len()), true);
+        }
+    }
+    let install = adopted.iter().any(|(s, _)| *s == active.seq);
+    owner.track(active.seq, Arc::clone(&active.region), 0, None, install);
+}
+
+/// No chunk is left: create the first one (seq 0, or one past the last, now deleted, one).
+fn new_first_chunk(
+    config: &Config,
+    owner: &SyncOwner,
+    chunks: &SkipMap<u64, Arc<Chunk>>,
+    metas: &mut VecDeque<ChunkMeta>,
+) -> Result<Tail0> {
+    let seq = metas.back().map_or(0, |m: &ChunkMeta| m.seq + 1);
+    let files = owner.files();
+    let (file, header, _tmp) = files.prepare(seq, config.chunk_size)?;
+    let path = chunk_path(files.dir(), seq);
+    let mut w = Region::map_writable(&file, config.chunk_size as usize, &path)
+        .map_err(|e| Error::io("map chunk", &path, e))?;
+    files.install(seq)?;
+    w.seek(HEADER_LEN);
+    w.publish();
+    let chunk = Arc::new(Chunk {
+        seq,
+        header,
+        region: Arc::clone(w.region()),
+    });
+    chunks.insert(seq, Arc::clone(&chunk));
+    metas.push_back(ChunkMeta {
+        seq,
+        max_index: None,
+    });
+    Ok(Tail0 {
+        chunk,
+        w,
+        end: HEADER_LEN,
+        sealed: false,
+        cut_to: 0,
+    })
+}
+
+/// A sync that failed at open is reported as the I/O error it was (nothing was opened, so
+/// there is no log to poison).
+fn as_io(e: Error, path: &Path) -> Error {
+    match e {
+        Error::Poisoned { op, kind } => Error::io(op, path, std::io::Error::from(kind)),
+        e => e,
+    }
 }

@@ -67,6 +67,35 @@ pub(crate) fn apply(
     offset: usize,
     copy: &mut dyn FnMut(&[u8]) -> Bytes,
 ) -> Result<(), CorruptionKind> {
+    apply_to(state, Some(index), index, rec, chunk, offset, copy)
+}
+
+/// Check that `recs`, applied in order to `state`, would all be accepted, without changing
+/// anything. The writer calls it before it writes a record, so nothing it rejects is ever
+/// published. Index checks see the index as it is: a write call holds at most one record
+/// that changes it before its checks (a truncate or a state image, always first).
+pub(crate) fn check_all(
+    state: &LogState,
+    index: &EntryIndex,
+    recs: &[Record<'_>],
+) -> Result<(), CorruptionKind> {
+    let mut probe = state.clone();
+    for rec in recs {
+        apply_to(&mut probe, None, index, rec, 0, 0, &mut |_| Bytes::new())?;
+    }
+    Ok(())
+}
+
+/// [`apply`]; `index` is changed only through `change` (`None`: a dry run).
+fn apply_to(
+    state: &mut LogState,
+    change: Option<&EntryIndex>,
+    index: &EntryIndex,
+    rec: &Record<'_>,
+    chunk: u64,
+    offset: usize,
+    copy: &mut dyn FnMut(&[u8]) -> Bytes,
+) -> Result<(), CorruptionKind> {
     match *rec {
         Record::Entry { id, .. } => {
             if let Some(last) = state.last {
@@ -77,14 +106,16 @@ pub(crate) fn apply(
                     });
                 }
             }
-            index.push(
-                id.index,
-                Loc {
-                    term: id.term,
-                    chunk,
-                    offset: offset as u32,
-                },
-            );
+            if let Some(index) = change {
+                index.push(
+                    id.index,
+                    Loc {
+                        term: id.term,
+                        chunk,
+                        offset: offset as u32,
+                    },
+                );
+            }
             state.last = Some(id);
         }
         Record::Truncate { since, last } => {
@@ -104,12 +135,16 @@ pub(crate) fn apply(
             if !agrees {
                 return Err(bad("truncate record's last id contradicts the entries"));
             }
-            index.remove_from(since);
+            if let Some(index) = change {
+                index.remove_from(since);
+            }
             state.last = last;
         }
         Record::Purge { upto } => {
             if state.purged.is_none_or(|p| p.index < upto.index) {
-                index.remove_upto(upto.index);
+                if let Some(index) = change {
+                    index.remove_upto(upto.index);
+                }
                 state.purged = Some(upto);
                 if state.last.is_none_or(|l| l.index < upto.index) {
                     state.last = Some(upto);
@@ -135,17 +170,19 @@ pub(crate) fn apply(
             }
             // An image is authoritative: entries it does not cover go (a no-op for the image
             // at the start of a chunk; a reset writes one that empties the log).
-            match img.last {
-                // Nothing can follow index u64::MAX (saturating would remove that entry).
-                Some(l) => {
-                    if let Some(next) = l.index.checked_add(1) {
-                        index.remove_from(next);
+            if let Some(index) = change {
+                match img.last {
+                    // Nothing can follow index u64::MAX (saturating would remove that entry).
+                    Some(l) => {
+                        if let Some(next) = l.index.checked_add(1) {
+                            index.remove_from(next);
+                        }
                     }
+                    None => index.remove_from(0),
                 }
-                None => index.remove_from(0),
-            }
-            if let Some(p) = img.purged {
-                index.remove_upto(p.index);
+                if let Some(p) = img.purged {
+                    index.remove_upto(p.index);
+                }
             }
             state.vote = img.vote.map(&mut *copy);
             state.last = img.last;

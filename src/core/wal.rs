@@ -92,6 +92,23 @@ impl Wal {
         Ok(w)
     }
 
+    /// Run a write under the writer mutex. A panic on the write path poisons the log
+    /// (parking_lot mutexes do not): the disk, the index and the cache may disagree after it,
+    /// so nothing more may be written or reported durable.
+    fn write_op<T>(&self, f: impl FnOnce(&mut Writer) -> Result<T>) -> Result<T> {
+        let mut w = self.lock()?;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut w)));
+        match r {
+            Ok(r) => r,
+            Err(_) => {
+                w.shared
+                    .poison
+                    .poison("write (panicked)", std::io::ErrorKind::Other);
+                Err(w.shared.poison.error())
+            }
+        }
+    }
+
     /// Append entries. Indexes must continue the log without gaps (the first append to an
     /// empty, never-purged log may start anywhere). One call is one atomic group per chunk
     /// it lands in. Readable on return; durable after a later flush completes.
@@ -103,10 +120,13 @@ impl Wal {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut w = self.lock()?;
-        self.check_entries(&w.state, None, &ids, &payloads)?;
-        let recs = entry_records(&ids, &payloads);
-        let r = w.write(&recs, &payloads, false);
+        self.write_op(|w| self.append_locked(w, &ids, &payloads))
+    }
+
+    fn append_locked(&self, w: &mut Writer, ids: &[LogId], payloads: &[Bytes]) -> Result<()> {
+        self.check_entries(&w.state, None, ids, payloads)?;
+        let recs = entry_records(ids, payloads);
+        let r = w.write(&recs, payloads, false);
         Counters::bump(&w.shared.counters.appends, 1);
         Counters::bump(&w.shared.counters.appended_entries, ids.len() as u64);
         r
@@ -159,13 +179,14 @@ impl Wal {
 
     /// Remove every entry with index >= `since`. A no-op past the last entry.
     pub fn truncate(&self, since: u64) -> Result<()> {
-        let mut w = self.lock()?;
-        Self::check_truncate(&w.state, since)?;
-        if w.state.last.is_none_or(|l| since > l.index) {
-            return Ok(());
-        }
-        let last = last_before(&w.state, &w.shared.index, since);
-        w.write(&[Record::Truncate { since, last }], &[], false)
+        self.write_op(|w| {
+            Self::check_truncate(&w.state, since)?;
+            if w.state.last.is_none_or(|l| since > l.index) {
+                return Ok(());
+            }
+            let last = last_before(&w.state, &w.shared.index, since);
+            w.write(&[Record::Truncate { since, last }], &[], false)
+        })
     }
 
     /// Truncate at `since` and append `entries` (which must start at `since`) as one
@@ -176,12 +197,30 @@ impl Wal {
         I: IntoIterator<Item = (LogId, Bytes)>,
     {
         let (ids, payloads): (Vec<LogId>, Vec<Bytes>) = entries.into_iter().unzip();
-        let mut w = self.lock()?;
+        self.write_op(|w| self.replace_locked(w, since, &ids, &payloads))
+    }
+
+    fn replace_locked(
+        &self,
+        w: &mut Writer,
+        since: u64,
+        ids: &[LogId],
+        payloads: &[Bytes],
+    ) -> Result<()> {
         Self::check_truncate(&w.state, since)?;
         if w.state.last.is_none() && w.state.purged.is_none() {
-            // Nothing to replace: a plain append.
-            drop(w);
-            return self.append(ids.into_iter().zip(payloads));
+            // Nothing to replace: a plain append, under the same lock (so no other write
+            // can come between the check and the append).
+            if ids.is_empty() {
+                return Ok(());
+            }
+            if ids[0].index != since {
+                return Err(Error::NonContiguous {
+                    expected: since,
+                    got: ids[0].index,
+                });
+            }
+            return self.append_locked(w, ids, payloads);
         }
         let next = w.state.next_index().unwrap_or(since);
         if since > next {
@@ -190,7 +229,7 @@ impl Wal {
                 got: since,
             });
         }
-        self.check_entries(&w.state, Some(since), &ids, &payloads)?;
+        self.check_entries(&w.state, Some(since), ids, payloads)?;
         let mut recs = Vec::with_capacity(ids.len() + 1);
         // Nothing to cut when `since` is the next index: then it is a plain append.
         let cuts = w.state.last.is_some_and(|l| since <= l.index);
@@ -198,65 +237,66 @@ impl Wal {
             let last = last_before(&w.state, &w.shared.index, since);
             recs.push(Record::Truncate { since, last });
         }
-        recs.extend(entry_records(&ids, &payloads));
-        w.write(&recs, &payloads, cuts)
+        recs.extend(entry_records(ids, payloads));
+        w.write(&recs, payloads, cuts)
     }
 
     /// Purge entries up to and including `upto`. `upto` may lie past the last entry (after a
     /// snapshot install): the log then becomes empty and continues at `upto.index + 1`.
     /// Chunk files are deleted only after the purge record is durable.
     pub fn purge(&self, upto: LogId) -> Result<()> {
-        let mut w = self.lock()?;
-        if w.state.purged.is_some_and(|p| p.index >= upto.index) {
-            return Ok(());
-        }
-        w.write(&[Record::Purge { upto }], &[], false)?;
-        w.retire_chunks(upto)
+        self.write_op(|w| {
+            if w.state.purged.is_some_and(|p| p.index >= upto.index) {
+                return Ok(());
+            }
+            w.write(&[Record::Purge { upto }], &[], false)?;
+            w.retire_chunks(upto)
+        })
     }
 
     /// Remove every entry and the purge point (vote and user data stay), so the next
     /// append may start at any index. Durable after a later flush.
     pub fn reset(&self) -> Result<()> {
-        self.lock()?.reset()
+        self.write_op(|w| w.reset())
     }
 
     /// Record the committed log id.
     pub fn commit(&self, id: LogId) -> Result<()> {
-        self.lock()?.write(&[Record::Commit { id }], &[], false)
+        self.write_op(|w| w.write(&[Record::Commit { id }], &[], false))
     }
 
     /// Save the vote (opaque bytes). Durable after a later flush completes.
     pub fn save_vote(&self, vote: Bytes) -> Result<()> {
         self.check_meta(vote.len())?;
-        self.lock()?
-            .write(&[Record::Vote { vote: &vote }], &[], false)
+        self.write_op(|w| w.write(&[Record::Vote { vote: &vote }], &[], false))
     }
 
     /// Save or clear opaque application data.
     pub fn save_user_data(&self, data: Option<Bytes>) -> Result<()> {
         self.check_meta(data.as_ref().map_or(0, |d| d.len()))?;
-        self.lock()?.write(
-            &[Record::UserData {
-                data: data.as_deref(),
-            }],
-            &[],
-            false,
-        )
+        let data = data.as_deref();
+        self.write_op(|w| w.write(&[Record::UserData { data }], &[], false))
     }
 
     /// Ask for everything written so far to be made durable; `callback` runs on the flush
     /// thread with the result, in the order flushes were requested. Concurrent requests are
     /// merged into one sync (group commit).
     pub fn flush(&self, callback: impl FnOnce(Result<()>) + Send + 'static) -> Result<()> {
-        self.lock()?.request_sync(Some(Box::new(callback)))
+        self.write_op(|w| w.request_sync(Some(Box::new(callback))))
     }
 
     /// Make everything written so far durable, syncing on the calling thread (no hand-off
     /// to the flush worker, so no thread wake-ups on the latency path). Other threads keep
-    /// appending while it syncs. On `Ok`, every write made before the call is durable.
+    /// appending while it syncs; a sync already running (the worker's or another caller's)
+    /// is waited for first, and whatever it covered is not synced again. On `Ok`, every
+    /// write made before the call is durable.
     pub fn flush_blocking(&self) -> Result<()> {
-        let job = self.lock()?.inline_sync_job()?;
-        job.run()
+        let (owner, target) = {
+            let w = self.lock()?;
+            Counters::bump(&w.shared.counters.flushes, 1);
+            (std::sync::Arc::clone(&w.owner), w.target())
+        };
+        owner.sync_to(target)
     }
 
     /// The smallest index the log holds, if it holds any entry.
@@ -347,6 +387,23 @@ impl Wal {
         self.wait_worker_idle();
         self.writer.lock().worker.shutdown();
         r.and_then(|()| self.reader.shared().poison.check())
+    }
+
+    /// Where entry `index` lies: its chunk file and the byte range of its record. For
+    /// durability oracles in tests (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub fn locate(&self, index: u64) -> Option<(std::path::PathBuf, u64, u64)> {
+        self.reader.locate(index)
+    }
+
+    /// The truncation generation and [`Wal::durable_index`], read together (feature
+    /// `testing`): an oracle that locates the durable entry in between and reads the same
+    /// generation after knows no truncate moved that entry meanwhile.
+    #[cfg(feature = "testing")]
+    pub fn durable_snapshot(&self) -> (u64, Option<u64>) {
+        let d = &self.reader.shared().durable;
+        let gen = d.gen();
+        (gen, d.index())
     }
 
     pub(crate) fn with_writer<T>(&self, f: impl FnOnce(&Writer) -> T) -> T {

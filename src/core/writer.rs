@@ -2,17 +2,16 @@
 //! hand sync requests to the flush worker.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::prefault::Prefaulter;
-use super::shared::{apply, Counters, Shared};
-use crate::chunk::{chunk_path, prepare_chunk, Chunk, Region, RegionWriter};
-use crate::config::{Config, SyncHook, SyncRecorder};
+use super::shared::{apply, check_all, Counters, Shared};
+use crate::chunk::{chunk_path, Chunk, Region, RegionWriter};
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::flush::{sync_region, Callback, DurableState, Install, Job, SyncTarget, WorkerHandle};
+use crate::flush::{Callback, DurableState, Job, SyncOwner, Target, WorkerHandle};
 use crate::format::{
     encoded_len, write_frame, ChunkHeader, Record, StateImage, FLAG_CONTINUES, HEADER_LEN,
 };
@@ -25,7 +24,6 @@ pub(crate) const SEAL_LEN: usize = encoded_len(0);
 #[derive(Debug, Clone)]
 pub(crate) struct ChunkMeta {
     pub seq: u64,
-    pub path: PathBuf,
     /// Highest entry index ever written into the chunk.
     pub max_index: Option<u64>,
 }
@@ -39,17 +37,14 @@ pub(crate) struct Writer {
     pub metas: VecDeque<ChunkMeta>,
     /// Authoritative state; published to `shared.state` after each operation.
     pub state: LogState,
-    /// Bytes of the active chunk before this offset were handed to the worker to sync.
-    pub requested_to: usize,
     pub gen: u64,
+    /// Every sync, install and purge delete goes through it.
+    pub owner: Arc<SyncOwner>,
     pub worker: WorkerHandle,
     /// The next chunk, prepared ahead (preallocated, header synced, not yet installed).
     pub spare: Option<Spare>,
     /// Faults pages in ahead of the cursor on another thread.
     pub prefault: Prefaulter,
-    /// Rotations not yet handed to the worker (see [`Writer::rotate`]); they go first with
-    /// the next job.
-    pub pending: Vec<Job>,
 }
 
 /// A prepared but not installed chunk. If the writer goes away first, its temporary file is
@@ -57,59 +52,7 @@ pub(crate) struct Writer {
 pub(crate) struct Spare {
     seq: u64,
     header: ChunkHeader,
-    tmp: PathBuf,
     w: RegionWriter,
-}
-
-/// A sync to run on the caller's thread; see [`Writer::inline_sync_job`].
-pub(crate) struct InlineSync {
-    /// Set instead when a rotation's install is still queued on the worker: wait for the
-    /// worker's answer to a sync queued behind it.
-    queued: Option<crossbeam_channel::Receiver<Result<()>>>,
-    shared: Arc<Shared>,
-    region: Arc<Region>,
-    seq: u64,
-    start: usize,
-    end: usize,
-    last_index: Option<u64>,
-    gen: u64,
-    hook: Option<SyncHook>,
-    recorder: Option<SyncRecorder>,
-}
-
-impl InlineSync {
-    /// msync the range, then move the durable point. Any error poisons the log.
-    pub fn run(self) -> Result<()> {
-        if let Some(rx) = self.queued {
-            return rx.recv().unwrap_or(Err(Error::WorkerStopped));
-        }
-        if self.end > self.start {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                sync_region(
-                    &self.region,
-                    self.start,
-                    self.end,
-                    self.hook.as_ref(),
-                    self.recorder.as_ref(),
-                )
-            }));
-            match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => self.shared.poison.poison("msync", e.kind()),
-                Err(_) => self
-                    .shared
-                    .poison
-                    .poison("msync (panicked)", std::io::ErrorKind::Other),
-            }
-        }
-        self.shared.poison.check()?;
-        self.shared.durable.advance(
-            DurableState::pack(self.seq, self.end),
-            self.last_index,
-            self.gen,
-        );
-        Ok(())
-    }
 }
 
 /// Largest payload accepted for a given chunk size.
@@ -165,6 +108,11 @@ impl Writer {
         payloads: &[Bytes],
         tie_first: bool,
     ) -> Result<()> {
+        // Every record is checked against the state it will meet before any is written: a
+        // rejected record is never published (it would break the group it is in, and the
+        // next open).
+        check_all(&self.state, &self.shared.index, recs)
+            .map_err(|reason| Error::Rejected { reason })?;
         // A batch that needs a new chunk gets it before anything is written, so a full
         // disk fails the call with nothing changed.
         let sizes: Vec<usize> = recs.iter().map(|r| encoded_len(r.body_len())).collect();
@@ -223,16 +171,22 @@ impl Writer {
                 0
             };
             let off = self.put(rec, flags)?;
+            self.config.fail_point("write.after_put");
             let seq = self.active.seq;
-            apply(
+            if let Err(k) = apply(
                 &mut self.state,
                 &self.shared.index,
                 rec,
                 seq,
                 off,
                 &mut Bytes::copy_from_slice,
-            )
-            .map_err(|k| Error::corrupt(seq, off as u64, k))?;
+            ) {
+                // Checked above, so the disk and the state can only diverge by a bug here.
+                self.shared
+                    .poison
+                    .poison("apply a checked record", std::io::ErrorKind::Other);
+                return Err(Error::corrupt(seq, off as u64, k));
+            }
             match rec {
                 Record::Entry { id, .. } => {
                     if let Some(m) = self.metas.back_mut() {
@@ -315,47 +269,14 @@ impl Writer {
         Ok(())
     }
 
-    /// A sync of `[start, end)` of chunk `seq`, run on the caller's thread; see
-    /// [`InlineSync::run`].
-    fn inline_sync(&self, seq: u64, region: Arc<Region>, start: usize, end: usize) -> InlineSync {
-        InlineSync {
-            queued: None,
-            shared: Arc::clone(&self.shared),
-            region,
-            seq,
-            start,
-            end,
+    /// The point a flush requested now must make durable: everything written so far.
+    pub fn target(&self) -> Target {
+        Target {
+            seq: self.active.seq,
+            off: self.w.cursor(),
             last_index: self.state.last.map(|l| l.index),
             gen: self.gen,
-            hook: self.config.sync_hook.clone(),
-            recorder: self.config.sync_recorder.clone(),
         }
-    }
-
-    /// Describe a sync of everything in the active chunk not yet known durable, to be run
-    /// by the caller after releasing the writer lock.
-    pub fn inline_sync_job(&mut self) -> Result<InlineSync> {
-        let end = self.w.cursor();
-        let seq = self.active.seq;
-        if !self.pending.is_empty() || self.shared.durable.installed() < seq {
-            // A rotation's install (and the old chunk's sync) is still queued: only the
-            // worker, which runs jobs in order, can sync this chunk now.
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            self.request_sync(Some(Box::new(move |r| {
-                let _ = tx.send(r);
-            })))?;
-            let mut job = self.inline_sync(seq, Arc::clone(self.w.region()), end, end);
-            job.queued = Some(rx);
-            return Ok(job);
-        }
-        // Older chunks are wholly durable once the active one is installed (the install
-        // follows their sync), so only the active chunk can hold unsynced bytes: from the
-        // durable point, not from `requested_to`, because ranges handed to the worker may
-        // still be queued.
-        let start = self.shared.durable.offset_in(seq) as usize;
-        self.requested_to = self.requested_to.max(end);
-        Counters::bump(&self.shared.counters.flushes, 1);
-        Ok(self.inline_sync(seq, Arc::clone(self.w.region()), start, end))
     }
 
     /// Prepare the next chunk if it is not ready yet.
@@ -364,67 +285,54 @@ impl Writer {
         if self.spare.as_ref().is_some_and(|s| s.seq == seq) {
             return Ok(());
         }
+        if seq > crate::types::MAX_CHUNK_SEQ {
+            return Err(Error::ChunkSeqOutOfRange {
+                seq,
+                max: crate::types::MAX_CHUNK_SEQ,
+            });
+        }
         self.spare = None;
-        let dir = &self.shared.dir;
-        let (file, header, tmp) = prepare_chunk(dir, seq, self.config.chunk_size)?;
-        let path = chunk_path(dir, seq);
+        let files = self.owner.files();
+        let (file, header, tmp) = files.prepare(seq, self.config.chunk_size)?;
+        let path = chunk_path(files.dir(), seq);
         let w = match Region::map_writable(&file, self.config.chunk_size as usize, &path) {
             Ok(w) => w,
             Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
+                let _ = files.remove(&tmp);
                 return Err(Error::io("map chunk", &path, e));
             }
         };
-        self.spare = Some(Spare {
-            seq,
-            header,
-            tmp,
-            w,
-        });
+        self.spare = Some(Spare { seq, header, w });
         Ok(())
     }
 
-    /// Seal the active chunk (unless it already is), make it durable, and switch to a new one
-    /// that starts with a state image. A full disk leaves everything as it was.
+    /// Seal the active chunk (unless it already is) and switch to a new one that starts with
+    /// a state image. A full disk leaves everything as it was.
+    ///
+    /// Nothing is synced here, so a rotation does not wait for a 64 MiB msync: the sync
+    /// owner now knows the old chunk's end and that the new one still needs its install, and
+    /// the next sync (a flush on any thread, a purge, a close) syncs the old chunk's rest,
+    /// installs the new one and only then syncs into it. Until then nothing of the new chunk
+    /// can be reported durable, and an open after a crash adopts the prepared file only if
+    /// this chunk is sealed and whole.
     pub fn rotate(&mut self, seal_old: bool) -> Result<()> {
         self.ensure_spare()?;
         let Some(spare) = self.spare.take() else {
             return Err(Error::WorkerStopped);
         };
         let seq = spare.seq;
-        let dir = self.shared.dir.clone();
-        let path = chunk_path(&dir, seq);
         if seal_old {
             self.put(&Record::Seal, 0)?;
         }
-        // The worker syncs everything of this chunk not yet known durable, from the durable
-        // point rather than from `requested_to` (a flush on a caller's thread may still be
-        // running), then installs the next chunk under its final name. Until then nothing
-        // of the next chunk can be reported durable (see `inline_sync_job`), and an open
-        // after a crash adopts the prepared file only if this chunk is sealed and whole.
-        // The writer goes on at once: a rotation does not wait for a 64 MiB msync. The job
-        // waits for the next one the writer sends (a flush, a purge, a close): until then
-        // buffered appends cost no disk work at all, as with a plain write(2) log.
-        let old_seq = self.active.seq;
-        let job = Job::Sync {
-            targets: vec![SyncTarget {
-                seq: old_seq,
-                region: Arc::clone(self.w.region()),
-                start: (self.shared.durable.offset_in(old_seq) as usize).min(self.requested_to),
-                end: self.w.cursor(),
-            }],
-            last_index: self.state.last.map(|l| l.index),
-            gen: self.gen,
-            callback: None,
-            install: Some(Install {
-                dir: dir.clone(),
-                tmp: spare.tmp.clone(),
-                seq,
-            }),
-        };
-        self.pending.push(job);
-        self.w.region().release_file();
         let Spare { header, mut w, .. } = spare;
+        self.owner.rotate(
+            self.active.seq,
+            self.w.cursor(),
+            seq,
+            Arc::clone(w.region()),
+            HEADER_LEN,
+        );
+        self.w.region().release_file();
         w.seek(HEADER_LEN);
         let chunk = Arc::new(Chunk {
             seq,
@@ -434,11 +342,9 @@ impl Writer {
         self.shared.chunks.insert(seq, Arc::clone(&chunk));
         self.active = chunk;
         self.w = w;
-        self.requested_to = HEADER_LEN;
         self.prefault.reset();
         self.metas.push_back(ChunkMeta {
             seq,
-            path,
             max_index: None,
         });
         self.put_state()?;
@@ -446,43 +352,17 @@ impl Writer {
         Ok(())
     }
 
-    /// Queue `job` on the worker, after any rotation still held back.
-    fn send(&mut self, job: Job) -> Result<()> {
-        for p in self.pending.drain(..) {
-            self.worker.send(p)?;
-        }
-        self.worker.send(job)
-    }
-
-    /// Ask the worker to sync everything written so far, then call `callback`.
+    /// Ask the worker to make everything written so far durable, then call `callback`.
     pub fn request_sync(&mut self, callback: Option<Callback>) -> Result<()> {
-        let end = self.w.cursor();
-        let targets = if end > self.requested_to {
-            vec![SyncTarget {
-                seq: self.active.seq,
-                region: Arc::clone(self.w.region()),
-                start: self.requested_to,
-                end,
-            }]
-        } else {
-            Vec::new()
-        };
-        self.requested_to = end;
         Counters::bump(&self.shared.counters.flushes, 1);
-        let job = Job::Sync {
-            targets,
-            last_index: self.state.last.map(|l| l.index),
-            gen: self.gen,
-            callback,
-            install: None,
-        };
-        self.send(job)
+        let target = self.target();
+        self.worker.send(Job::Sync { target, callback })
     }
 
     /// After a purge up to `upto`: drop fully purged old chunks from the read path and have
     /// the worker delete their files once the purge record is durable.
     pub fn retire_chunks(&mut self, upto: LogId) -> Result<()> {
-        let mut paths = Vec::new();
+        let mut seqs = Vec::new();
         while self.metas.len() > 1 {
             let Some(m) = self.metas.front() else { break };
             if m.seq == self.active.seq || m.max_index.is_some_and(|x| x > upto.index) {
@@ -492,15 +372,12 @@ impl Writer {
                 break;
             };
             self.shared.chunks.remove(&m.seq);
-            paths.push(m.path);
+            seqs.push(m.seq);
         }
-        if paths.is_empty() {
+        if seqs.is_empty() {
             return Ok(());
         }
-        self.request_sync(None)?;
-        self.send(Job::Delete {
-            dir: self.shared.dir.clone(),
-            paths,
-        })
+        let target = self.target();
+        self.worker.send(Job::Retire { target, seqs })
     }
 }

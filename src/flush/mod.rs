@@ -1,8 +1,11 @@
-//! The flush worker: a thread that syncs dirty ranges, fires callbacks in order, and moves
-//! the durable point that bounds cache eviction.
+//! The flush layer: the sync owner (the one place that syncs, installs and deletes chunk
+//! files and moves the durable point) and the flush worker thread that batches requests
+//! into it and fires the callbacks in order.
 
+mod owner;
 mod state;
 mod worker;
 
+pub use owner::{SyncOwner, Target};
 pub use state::{DurableState, Poison};
-pub use worker::{spawn, sync_region, Callback, Install, Job, SyncTarget, WorkerHandle};
+pub use worker::{spawn, Callback, Job, WorkerHandle};

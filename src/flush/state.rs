@@ -59,9 +59,6 @@ pub struct DurableState {
     index: AtomicU64,
     /// Truncation generation; guards `index` against marks from before a truncate.
     gen: Mutex<u64>,
-    /// Highest chunk seq installed under its final name (a rotation's install runs on the
-    /// flush worker, after the old chunk's sync).
-    installed: AtomicU64,
 }
 
 impl DurableState {
@@ -71,7 +68,6 @@ impl DurableState {
             pos: AtomicU64::new(pos),
             index: AtomicU64::new(index.unwrap_or(NONE)),
             gen: Mutex::new(0),
-            installed: AtomicU64::new(pos >> 32),
         }
     }
 
@@ -90,14 +86,15 @@ impl DurableState {
         }
     }
 
-    /// Highest chunk seq whose file is installed under its final name.
-    pub fn installed(&self) -> u64 {
-        self.installed.load(Ordering::Acquire)
+    /// A completed sync covered everything before `pos` (only the sync owner calls this).
+    pub fn advance_pos(&self, pos: u64) {
+        self.pos.fetch_max(pos, Ordering::AcqRel);
     }
 
-    /// Chunk `seq` was installed (after everything before it was synced).
-    pub fn set_installed(&self, seq: u64) {
-        self.installed.fetch_max(seq, Ordering::AcqRel);
+    /// The truncation generation now.
+    #[cfg(feature = "testing")]
+    pub fn gen(&self) -> u64 {
+        *self.gen.lock()
     }
 
     /// Highest durable entry index.
@@ -120,7 +117,8 @@ impl DurableState {
         *g
     }
 
-    /// The worker synced through `pos`, which covers entries up to `last_index` as of `gen`.
+    /// A completed sync covered everything before `pos`, which holds entries up to
+    /// `last_index` as of `gen` (only the sync owner calls this).
     pub fn advance(&self, pos: u64, last_index: Option<u64>, gen: u64) {
         self.pos.fetch_max(pos, Ordering::AcqRel);
         let g = self.gen.lock();

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per concern.
 
+mod ack_oracle;
 mod adapter;
 mod basic;
 #[cfg(feature = "cli")]
@@ -16,5 +17,6 @@ mod fuzz_corpus;
 mod model;
 #[cfg(feature = "openraft")]
 mod openraft_suite;
+mod oracle;
 mod power_loss;
 mod recovery;

@@ -1,0 +1,171 @@
+//! Chunk file lifecycle in one place: prepare (create), install (rename), remove, and every
+//! sync of chunk data or of the directory. Each completed operation is reported to the
+//! test observer, so power-loss tests can rebuild what a crash may keep.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::file::{chunk_path, prepare_chunk, sync_dir, tmp_path};
+use super::mmap::Region;
+use crate::config::{SyncHook, SyncRecorder};
+use crate::error::{Error, Result};
+use crate::format::ChunkHeader;
+
+/// A completed file-system operation on the log directory, as the observer hears of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsEvent<'a> {
+    /// A file was created (durable only once the directory is synced after it).
+    Create {
+        /// The new file.
+        path: &'a Path,
+    },
+    /// A file's data (everything written through `write`) was fsynced.
+    SyncFile {
+        /// The file.
+        path: &'a Path,
+    },
+    /// `[start, end)` of a chunk's mapping was msynced (`MS_SYNC`) and is durable with its
+    /// present contents.
+    SyncData {
+        /// The chunk file (under its final name, even before it is installed).
+        path: &'a Path,
+        /// First byte.
+        start: u64,
+        /// One past the last byte.
+        end: u64,
+    },
+    /// A file was renamed (durable only once the directory is synced after it).
+    Rename {
+        /// Old name.
+        from: &'a Path,
+        /// New name.
+        to: &'a Path,
+    },
+    /// A file was removed (durable only once the directory is synced after it).
+    Unlink {
+        /// The removed file.
+        path: &'a Path,
+    },
+    /// The directory was fsynced: every create, rename and unlink before it is durable.
+    SyncDir {
+        /// The directory.
+        path: &'a Path,
+    },
+}
+
+/// Hears of every completed file-system operation (testing only).
+pub type FsObserver = Arc<dyn Fn(&FsEvent<'_>) + Send + Sync>;
+
+/// The log directory's files: the only code that creates, renames, removes or syncs them
+/// once a log is open.
+#[derive(Clone)]
+pub struct Files {
+    dir: PathBuf,
+    hook: Option<SyncHook>,
+    recorder: Option<SyncRecorder>,
+    observer: Option<FsObserver>,
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files").field("dir", &self.dir).finish()
+    }
+}
+
+impl Files {
+    /// The files of `dir`, with the test hooks (all `None` in production).
+    pub fn new(
+        dir: PathBuf,
+        hook: Option<SyncHook>,
+        recorder: Option<SyncRecorder>,
+        observer: Option<FsObserver>,
+    ) -> Self {
+        Files {
+            dir,
+            hook,
+            recorder,
+            observer,
+        }
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn tell(&self, ev: FsEvent<'_>) {
+        if let Some(o) = &self.observer {
+            o(&ev);
+        }
+    }
+
+    /// Prepare chunk `seq` as a temporary file (see [`prepare_chunk`]).
+    pub fn prepare(&self, seq: u64, size: u64) -> Result<(File, ChunkHeader, PathBuf)> {
+        let (f, h, tmp) = prepare_chunk(&self.dir, seq, size)?;
+        self.tell(FsEvent::Create { path: &tmp });
+        self.tell(FsEvent::SyncFile { path: &tmp });
+        Ok((f, h, tmp))
+    }
+
+    /// Rename prepared chunk `seq` into place, then fsync the directory.
+    pub fn install(&self, seq: u64) -> Result<()> {
+        let (tmp, path) = (tmp_path(&self.dir, seq), chunk_path(&self.dir, seq));
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io("install chunk", &path, e))?;
+        self.tell(FsEvent::Rename {
+            from: &tmp,
+            to: &path,
+        });
+        self.sync_dir()
+    }
+
+    /// Remove a file of the log directory (the caller syncs the directory after).
+    pub fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)?;
+        self.tell(FsEvent::Unlink { path });
+        Ok(())
+    }
+
+    /// Remove chunk `seq` (the caller syncs the directory after).
+    pub fn remove_chunk(&self, seq: u64) -> io::Result<()> {
+        self.remove(&chunk_path(&self.dir, seq))
+    }
+
+    /// fsync the directory.
+    pub fn sync_dir(&self) -> Result<()> {
+        sync_dir(&self.dir)?;
+        self.tell(FsEvent::SyncDir { path: &self.dir });
+        Ok(())
+    }
+
+    /// msync `[start, end)` of `region`: the fault hook first, the recorders after success.
+    /// Only `[start, durable_to)` is reported as made durable: bytes past `durable_to` were
+    /// synced as they are (zeros over a cut tail, at open) and are overwritten later, so no
+    /// observer may take them as covering what is written there afterwards.
+    pub fn sync_data(
+        &self,
+        region: &Region,
+        start: usize,
+        end: usize,
+        durable_to: usize,
+    ) -> io::Result<()> {
+        if end <= start {
+            return Ok(());
+        }
+        if let Some(h) = &self.hook {
+            h(region.path())?;
+        }
+        region.sync_range(start, end - start)?;
+        let (start, end) = (start as u64, end.min(durable_to).max(start) as u64);
+        if let Some(r) = &self.recorder {
+            r(region.path(), start, end);
+        }
+        self.tell(FsEvent::SyncData {
+            path: region.path(),
+            start,
+            end,
+        });
+        Ok(())
+    }
+}
