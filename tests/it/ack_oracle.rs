@@ -4,7 +4,8 @@
 //! failure poisons the log: every later acknowledgement must be an error; the log is then
 //! reopened and the run goes on.
 //!
-//! Acknowledgements per run: `CHUNKWAL_ORACLE_ACKS` (default 12,000). Seed: `CHUNKWAL_SEED`.
+//! Flush acknowledgements per run: `CHUNKWAL_ORACLE_ACKS` (default 20,000), and the
+//! `durable_index()` reads made meanwhile. Seed: `CHUNKWAL_SEED`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,6 +30,10 @@ struct Run {
     late_ok: AtomicU64,
     /// Acknowledgements given (Ok or Err).
     acks: AtomicU64,
+    /// `flush(cb)` callbacks not yet run.
+    in_flight: AtomicU64,
+    /// Per kind: flush callbacks, flush_blocking returns, durable_index reads.
+    kinds: [AtomicU64; 3],
 }
 
 fn config(
@@ -62,6 +67,13 @@ fn config(
     (c, failed)
 }
 
+impl Run {
+    /// Flush acknowledgements given so far (callbacks and `flush_blocking` returns).
+    fn flush_acks(&self) -> u64 {
+        self.kinds[0].load(Ordering::Relaxed) + self.kinds[1].load(Ordering::Relaxed)
+    }
+}
+
 /// The last entry and where it lies, taken under the order lock.
 fn last_located(run: &Run) -> Option<Located> {
     let _g = run.order.lock();
@@ -71,6 +83,7 @@ fn last_located(run: &Run) -> Option<Located> {
 
 fn ack(run: &Run, what: &str, loc: &Option<Located>, asked_after_failure: bool, ok: bool) {
     run.acks.fetch_add(1, Ordering::Relaxed);
+    run.kinds[usize::from(what == "flush_blocking")].fetch_add(1, Ordering::Relaxed);
     if ok {
         if asked_after_failure {
             run.late_ok.fetch_add(1, Ordering::Relaxed);
@@ -130,13 +143,22 @@ fn editor(run: &Run, rng: &mut Rng, term: u64) -> bool {
     }
 }
 
+/// Queue a `flush(cb)`, keeping at most 32 unanswered (a pipelined Raft leader's window).
 fn flusher_cb(run: &Arc<Run>) -> bool {
+    while run.in_flight.load(Ordering::SeqCst) >= 32 {
+        std::thread::yield_now();
+    }
     let loc = last_located(run);
     let after = run.failed.load(Ordering::SeqCst);
     let r2 = Arc::clone(run);
+    run.in_flight.fetch_add(1, Ordering::SeqCst);
     let queued = run.wal.flush(move |res| {
         ack(&r2, "flush callback", &loc, after, res.is_ok());
+        r2.in_flight.fetch_sub(1, Ordering::SeqCst);
     });
+    if queued.is_err() {
+        run.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
     queued.is_ok()
 }
 
@@ -157,6 +179,7 @@ fn poll_durable(run: &Run) {
     let (g2, _) = run.wal.durable_snapshot();
     if let (true, Some(loc)) = (g1 == g2, loc) {
         run.acks.fetch_add(1, Ordering::Relaxed);
+        run.kinds[2].fetch_add(1, Ordering::Relaxed);
         run.oracle.check("durable_index", &loc);
     }
 }
@@ -169,7 +192,7 @@ fn epoch(run: &Arc<Run>, seed: u64, target_acks: u64) {
         let stop = Arc::clone(&stop);
         handles.push(std::thread::spawn(move || {
             let mut rng = Rng::new(seed ^ (t + 1) * 0x1234_5678);
-            while !stop.load(Ordering::Relaxed) && run.acks.load(Ordering::Relaxed) < target_acks {
+            while !stop.load(Ordering::Relaxed) && run.flush_acks() < target_acks {
                 let go_on = match t {
                     0 => appender(&run, &mut rng, 2) && flusher_blocking(&run),
                     1 => appender(&run, &mut rng, 2) && flusher_cb(&run),
@@ -180,7 +203,7 @@ fn epoch(run: &Arc<Run>, seed: u64, target_acks: u64) {
                     }
                     _ => {
                         poll_durable(&run);
-                        std::thread::yield_now();
+                        std::thread::sleep(Duration::from_micros(100));
                         true
                     }
                 };
@@ -209,7 +232,7 @@ fn every_acknowledgement_is_covered_by_a_completed_sync() {
     let total: u64 = std::env::var("CHUNKWAL_ORACLE_ACKS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(12_000);
+        .unwrap_or(20_000);
     let d = tempfile::tempdir().unwrap();
     let oracle = Oracle::new(d.path());
     let (mut acks, mut epochs, mut failures) = (0u64, 0u64, 0u64);
@@ -226,6 +249,8 @@ fn every_acknowledgement_is_covered_by_a_completed_sync() {
             failed: Arc::clone(&failed),
             late_ok: AtomicU64::new(0),
             acks: AtomicU64::new(0),
+            kinds: Default::default(),
+            in_flight: AtomicU64::new(0),
         });
         epoch(&run, seed, (total - acks).min(3_000));
         if failed.load(Ordering::SeqCst) {
@@ -233,7 +258,14 @@ fn every_acknowledgement_is_covered_by_a_completed_sync() {
             // Sticky: nothing succeeds after a failed sync.
             assert!(run.wal.flush_blocking().unwrap_err().is_poisoned());
         }
-        acks += run.acks.load(Ordering::Relaxed);
+        acks += run.flush_acks();
+        println!(
+            "epoch {epochs}: {} acks {:?}, {} checked so far, failure injected: {}",
+            run.acks.load(Ordering::Relaxed),
+            run.kinds,
+            oracle.checked.load(Ordering::Relaxed),
+            failed.load(Ordering::SeqCst)
+        );
         assert_eq!(
             run.late_ok.load(Ordering::Relaxed),
             0,

@@ -19,4 +19,5 @@ mod model;
 mod openraft_suite;
 mod oracle;
 mod power_loss;
+mod races;
 mod recovery;
