@@ -22,8 +22,12 @@ use memmap2::{MmapOptions, MmapRaw};
 #[derive(Debug)]
 pub struct Region {
     map: MmapRaw,
-    /// The file, while the region is being appended to (see [`Region::write_back_ahead`]);
-    /// dropped when its chunk is sealed, so a long log does not hold a descriptor per chunk.
+    /// The file, while the region is being appended to (see [`Region::write_back_ahead`]):
+    /// its own open file description, not a dup of the mapping's, so that a writeback error
+    /// it sees is still reported to the msync of the mapping (each open file description has
+    /// its own error cursor). Dropped when its chunk is sealed, so a long log does not hold a
+    /// descriptor per chunk; `None` also where no second description could be opened (then
+    /// nothing is written back ahead).
     file: parking_lot::Mutex<Option<Arc<File>>>,
     len: usize,
     published: AtomicUsize,
@@ -56,7 +60,7 @@ impl Region {
         let map = MmapOptions::new().len(len).map_raw(file)?;
         let region = Arc::new(Region {
             map,
-            file: parking_lot::Mutex::new(Some(Arc::new(file.try_clone()?))),
+            file: parking_lot::Mutex::new(own_description(file).map(Arc::new)),
             len,
             published: AtomicUsize::new(0),
             path: path.to_path_buf(),
@@ -152,9 +156,10 @@ impl Region {
 
     /// Write back the still-zero pages `[off, off + len)` of a writable region ahead of the
     /// writer, through a short-lived second mapping of the same file. Returns what happened,
-    /// or the error if the writeback failed. That error must poison the log: the kernel
-    /// reports a writeback error to an open file once, and this shares the writer's open
-    /// file, so a later msync would not see it again.
+    /// or the error if the writeback failed. That error poisons the log. The kernel reports a
+    /// writeback error once to each open file description; this one is the region's own
+    /// (not the mapping's), so the mapping's next msync reports the same error too, and no
+    /// flush can be acknowledged over it.
     ///
     /// Why (measured on ext4, Linux 6.18; see `docs/durability.md`, "Page cache"):
     /// - a preallocated chunk's blocks are *unwritten* extents, and the first sync of data
@@ -286,6 +291,26 @@ impl AsRef<[u8]> for MappedSlice {
     fn as_ref(&self) -> &[u8] {
         // `bytes_at` checked the range was published, and published never shrinks.
         self.region.slice(self.off, self.len).unwrap_or_default()
+    }
+}
+
+/// A second open file description of `file` (reopened through `/proc/self/fd`), unlike
+/// `try_clone`, which dups the descriptor and shares the description and its writeback-error
+/// cursor. `None` where that is not possible (no `/proc`).
+fn own_description(file: &File) -> Option<File> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/self/fd/{fd}"))
+        .ok()
+}
+
+#[cfg(test)]
+impl Region {
+    /// The file used for write-back ahead of the writer (tests).
+    pub(crate) fn write_back_file(&self) -> Option<Arc<File>> {
+        self.file.lock().clone()
     }
 }
 
