@@ -95,40 +95,60 @@ fn flush_callback_waits_for_a_running_flush_blocking_sync() {
     assert_eq!(wal.durable_index(), Some(20));
 }
 
-/// D1's variant: while A's sync is held, records written later carry durable hints; a
-/// power-loss image built from completed syncs only must still open, with every entry
-/// acknowledged before the hold.
+/// D1's variant: while A's sync of 11..=20 is held (only that one sync), B appends 21..=30
+/// and flushes through the worker, and more records follow. Their durable hints must claim
+/// only completed syncs: a power-loss image built from completed syncs must open (on
+/// 2a80528 the worker synced only B's range, moved the durable point past A's unsynced
+/// bytes, and the image failed with a damaged durable record).
 #[test]
 fn hints_written_during_a_held_sync_claim_only_completed_syncs() {
     let d = tempfile::tempdir().unwrap();
-    let gate = Gate::default();
     type Ranges = Arc<Mutex<Vec<(PathBuf, u64, u64)>>>;
     let ranges: Ranges = Arc::default();
     let r2 = Arc::clone(&ranges);
-    let mut c = gate.install(cfg(d.path()));
+    // Holds exactly one sync: the one that enters while `hold` is set.
+    let hold = Arc::new((Mutex::new(false), Condvar::new()));
+    let held = Arc::new(AtomicBool::new(false));
+    let (h2, held2) = (Arc::clone(&hold), Arc::clone(&held));
+    let mut c = cfg(d.path());
+    c.sync_hook = Some(Arc::new(move |_p: &Path| {
+        let (m, cv) = &*h2;
+        let mut on = m.lock().unwrap();
+        if *on && !held2.swap(true, Ordering::SeqCst) {
+            while *on {
+                on = cv.wait(on).unwrap();
+            }
+        }
+        Ok(())
+    }));
     c.sync_recorder = Some(Arc::new(move |p: &Path, s, e| {
         r2.lock().unwrap().push((p.to_path_buf(), s, e));
     }));
     let wal = Arc::new(Wal::open(c).unwrap());
     wal.append(entries(1, 11, 1, 100)).unwrap();
     wal.flush_blocking().unwrap();
-    gate.set(true);
+    *hold.0.lock().unwrap() = true;
     wal.append(entries(11, 21, 1, 100)).unwrap();
-    let entered = gate.entered.load(Ordering::SeqCst);
     let a = {
         let wal = Arc::clone(&wal);
         std::thread::spawn(move || wal.flush_blocking())
     };
-    gate.wait_entered(entered + 1);
-    wal.flush(|_| {}).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
-    // Written while A's sync is held: their hints must not claim 11..=20 synced.
+    while !held.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     wal.append(entries(21, 31, 1, 100)).unwrap();
-    wal.commit(chunkwal::LogId::new(1, 25)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    wal.flush(move |r| tx.send(r.is_ok()).unwrap()).unwrap();
+    let early = rx.recv_timeout(Duration::from_millis(300)).is_ok();
+    // Written while A's sync is held: their hints must not claim 11..=20 synced.
+    wal.append(entries(31, 41, 1, 100)).unwrap();
+    wal.commit(chunkwal::LogId::new(1, 35)).unwrap();
     let image = tempfile::tempdir().unwrap();
     build_image(d.path(), image.path(), &ranges.lock().unwrap());
-    gate.set(false);
+    *hold.0.lock().unwrap() = false;
+    hold.1.notify_all();
     a.join().unwrap().unwrap();
+    assert!(!early, "B was acknowledged while A's range was unsynced");
     let w2 = Wal::open(cfg(image.path())).expect("a power-loss image of completed syncs opens");
     assert!(w2.log_state().last.is_some_and(|l| l.index >= 10));
     assert_holds(&w2, 1, 11, 1, 100);
