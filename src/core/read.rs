@@ -182,8 +182,9 @@ fn read_verified(c: &Arc<Chunk>, index: u64, loc: Loc) -> Result<Bytes> {
 
 #[cfg(feature = "testing")]
 impl Reader {
-    /// Entry `index`'s chunk file and the byte range `[start, end)` of its record.
-    pub(crate) fn locate(&self, index: u64) -> Option<(std::path::PathBuf, u64, u64)> {
+    /// Entry `index`'s chunk file and the byte range `[start, end)` of its record. For
+    /// durability oracles in tests (feature `testing`).
+    pub fn locate(&self, index: u64) -> Option<(std::path::PathBuf, u64, u64)> {
         let loc = self.shared.index.get(index)?;
         let c = self.shared.chunks.get(&loc.chunk)?;
         let c = c.value();
@@ -191,5 +192,21 @@ impl Reader {
         let frame = decode_frame(c.region.bytes().get(off..)?, c.header.epoch_tag()).ok()?;
         let end = off + frame.encoded_len;
         Some((c.region.path().to_path_buf(), off as u64, end as u64))
+    }
+
+    /// The newest chunk's file and the end of what is published in it: a state record
+    /// written just before is the last thing before this point (feature `testing`).
+    pub fn tail_position(&self) -> Option<(std::path::PathBuf, u64)> {
+        let e = self.shared.chunks.back()?;
+        let r = &e.value().region;
+        Some((r.path().to_path_buf(), r.published() as u64))
+    }
+
+    /// The truncation generation and the durable index, read together (feature
+    /// `testing`); see `Wal::durable_snapshot`.
+    pub fn durable_snapshot(&self) -> (u64, Option<u64>) {
+        let d = &self.shared.durable;
+        let gen = d.gen();
+        (gen, d.index())
     }
 }

@@ -401,9 +401,7 @@ impl Wal {
     /// generation after knows no truncate moved that entry meanwhile.
     #[cfg(feature = "testing")]
     pub fn durable_snapshot(&self) -> (u64, Option<u64>) {
-        let d = &self.reader.shared().durable;
-        let gen = d.gen();
-        (gen, d.index())
+        self.reader.durable_snapshot()
     }
 
     pub(crate) fn with_writer<T>(&self, f: impl FnOnce(&Writer) -> T) -> T {

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per concern.
 
 mod ack_oracle;
+mod ack_oracle_adapter;
 mod adapter;
 mod basic;
 #[cfg(feature = "cli")]
