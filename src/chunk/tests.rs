@@ -169,5 +169,9 @@ fn write_back_uses_its_own_open_file_description() {
     let own = w.region().write_back_file().expect("a write-back file");
     f.seek(SeekFrom::Start(4096)).unwrap();
     let mut own_ref: &std::fs::File = &own;
-    assert_eq!(own_ref.stream_position().unwrap(), 0, "shares the mapping's description");
+    assert_eq!(
+        own_ref.stream_position().unwrap(),
+        0,
+        "shares the mapping's description"
+    );
 }

@@ -24,7 +24,8 @@ use crate::types::LogState;
 /// Everything open produces.
 pub(crate) struct Opened2 {
     pub writer: Writer,
-    pub lock: std::fs::File,
+    /// The directory lock; every mapping of the log holds it too.
+    pub lock: Arc<std::fs::File>,
 }
 
 fn prepare_dir(config: &Config) -> Result<()> {
@@ -174,7 +175,7 @@ struct Tail0 {
 pub(crate) fn open(config: Config) -> Result<Opened2> {
     config.validate()?;
     prepare_dir(&config)?;
-    let lock = crate::chunk::lock_dir(&config.dir)?;
+    let lock = Arc::new(crate::chunk::lock_dir(&config.dir)?);
     let dir = config.dir.clone();
     let (mut seqs, mut leftovers) = list_chunks(&dir)?;
     for w in seqs.windows(2) {
@@ -372,6 +373,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         poison,
         durable,
         counters: Counters::default(),
+        _lock: Arc::clone(&lock),
     });
     let fresh = end == HEADER_LEN;
     let prefault =

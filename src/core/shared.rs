@@ -42,6 +42,9 @@ pub(crate) struct Shared {
     pub poison: Arc<Poison>,
     pub durable: Arc<DurableState>,
     pub counters: Counters,
+    /// The directory lock (`LOCK`, flocked), held while the `Wal` or any `Reader` lives: no
+    /// other opener can cut a torn tail under a live reader's index.
+    pub _lock: Arc<std::fs::File>,
 }
 
 fn bad(what: &'static str) -> CorruptionKind {

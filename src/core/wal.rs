@@ -26,7 +26,7 @@ pub struct Wal {
     reader: Reader,
     max_payload: u64,
     max_meta: u64,
-    _lock: std::fs::File,
+    _lock: Arc<std::fs::File>,
 }
 
 impl std::fmt::Debug for Wal {

@@ -96,7 +96,10 @@ fn run(strategy: PersistenceStrategy, policy: FlushPolicy, seed: u64) -> u64 {
 fn adapter_acknowledgements_are_covered_by_completed_syncs() {
     let mut rng = Rng::from_env("adapter ack oracle");
     let mut total = 0;
-    for strategy in [PersistenceStrategy::DiskFirst, PersistenceStrategy::MemFirst] {
+    for strategy in [
+        PersistenceStrategy::DiskFirst,
+        PersistenceStrategy::MemFirst,
+    ] {
         for policy in [
             FlushPolicy::Immediate,
             FlushPolicy::Batch {

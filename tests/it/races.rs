@@ -284,3 +284,22 @@ fn a_panic_in_the_write_path_poisons_the_log() {
     let wal = open(d.path());
     assert_holds(&wal, 1, 11, 1, 100);
 }
+
+/// D4's second half: a `Reader` that outlives its `Wal` keeps the directory locked, so no
+/// new opener can cut a torn tail under its index; once it is dropped, the log opens.
+#[test]
+fn a_reader_outliving_its_wal_keeps_other_openers_out() {
+    let d = tempfile::tempdir().unwrap();
+    let wal = open(d.path());
+    wal.append(entries(1, 11, 1, 100)).unwrap();
+    let reader = wal.reader();
+    drop(wal);
+    assert!(matches!(
+        Wal::open(cfg(d.path())),
+        Err(Error::Locked { .. })
+    ));
+    assert_eq!(reader.read(1, 11).unwrap().len(), 10);
+    drop(reader);
+    let wal = open(d.path());
+    assert_holds(&wal, 1, 11, 1, 100);
+}
