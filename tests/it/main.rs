@@ -13,6 +13,7 @@ mod crash_util;
 mod d_engine;
 mod faults;
 mod fuzz_corpus;
+mod in_flight;
 mod model;
 #[cfg(feature = "openraft")]
 mod openraft_suite;
