@@ -14,6 +14,7 @@ mod d_engine;
 mod faults;
 mod fuzz_corpus;
 mod in_flight;
+mod in_flight_adapter;
 mod model;
 #[cfg(feature = "openraft")]
 mod openraft_suite;
