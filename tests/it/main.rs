@@ -15,6 +15,8 @@ mod faults;
 mod fuzz_corpus;
 mod in_flight;
 mod in_flight_adapter;
+#[cfg(feature = "openraft")]
+mod in_flight_openraft;
 mod model;
 #[cfg(feature = "openraft")]
 mod openraft_suite;
