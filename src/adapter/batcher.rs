@@ -261,7 +261,10 @@ mod tests {
         wake(b.complete(s3, Err(crate::Error::WorkerStopped)));
         assert!(failed(b.wait_for(s2)));
         assert!(failed(b.wait_for(s3)));
-        assert!(matches!(b.wait_for(s1).wait(), Ok(Ok(()))), "answered Ok stays Ok");
+        assert!(
+            matches!(b.wait_for(s1).wait(), Ok(Ok(()))),
+            "answered Ok stays Ok"
+        );
         // Writes waiting for the next request fail at once too, and so does that request.
         b.note_write(1, 10);
         let next = b.covering();

@@ -99,7 +99,11 @@ impl Fault {
         let deadline = Instant::now() + HANG;
         let mut s = self.lock();
         while s.entered < n {
-            assert!(Instant::now() < deadline, "only {} syncs entered", s.entered);
+            assert!(
+                Instant::now() < deadline,
+                "only {} syncs entered",
+                s.entered
+            );
             s = self.cv.wait_timeout(s, HANG).expect("fault").0;
         }
     }
@@ -185,7 +189,11 @@ impl Acks {
         let deadline = Instant::now() + HANG;
         let mut log = m.lock().unwrap_or_else(|e| e.into_inner());
         while log.len() < n {
-            assert!(Instant::now() < deadline, "only {} answers: {log:#?}", log.len());
+            assert!(
+                Instant::now() < deadline,
+                "only {} answers: {log:#?}",
+                log.len()
+            );
             log = cv.wait_timeout(log, HANG).expect("acks").0;
         }
     }
@@ -219,9 +227,24 @@ impl Acks {
         let show = || format!("armed {armed}, started {started}, returned {returned}: {acks:#?}");
         assert_eq!(acks.len(), expected, "answers: {}", show());
         for a in acks.iter().filter(|a| a.err.is_none()) {
-            assert!(a.issued < started, "{} issued after the failing sync started and acknowledged Ok; {}", a.what, show());
-            assert!(a.at < returned, "{} acknowledged Ok after the failure; {}", a.what, show());
-            assert!(a.issued < armed, "{} acknowledged Ok with no successful sync after it; {}", a.what, show());
+            assert!(
+                a.issued < started,
+                "{} issued after the failing sync started and acknowledged Ok; {}",
+                a.what,
+                show()
+            );
+            assert!(
+                a.at < returned,
+                "{} acknowledged Ok after the failure; {}",
+                a.what,
+                show()
+            );
+            assert!(
+                a.issued < armed,
+                "{} acknowledged Ok with no successful sync after it; {}",
+                a.what,
+                show()
+            );
         }
         acks
     }
@@ -283,7 +306,10 @@ fn core_sync_failure_fails_every_flush_in_flight() {
     assert_poisoned(r, "flush_blocking");
     let got = acks.check(&fault, 8);
     assert_eq!(got.iter().filter(|a| a.err.is_some()).count(), 7);
-    assert!(wal.durable_index() <= Some(2), "unsynced entries reported durable");
+    assert!(
+        wal.durable_index() <= Some(2),
+        "unsynced entries reported durable"
+    );
 }
 
 #[test]

@@ -79,14 +79,21 @@ fn pile_up(s: &LogStore, fault: &Fault, acks: &Acks, strategy: PersistenceStrate
     std::thread::scope(|sc| {
         // Two entries: a flush under Immediate, and the Batch threshold: the flush thread
         // starts the failing sync.
-        let persist = |from, to| -> Fut<'_> { Box::pin(s.persist_entries(entries(from, to, 1, 64))) };
+        let persist =
+            |from, to| -> Fut<'_> { Box::pin(s.persist_entries(entries(from, to, 1, 64))) };
         write(sc, acks, strategy, "persist 3..=4", persist(3, 5));
         fault.wait_entered(1);
         write(sc, acks, strategy, "persist 5..=6", persist(5, 7));
         start(sc, acks, "flush_async", Box::pin(s.flush_async()));
         // One entry: below the Batch threshold, it waits for the next request.
         write(sc, acks, strategy, "persist 7", persist(7, 8));
-        write(sc, acks, strategy, "purge 1", Box::pin(s.purge(LogId::new(1, 1))));
+        write(
+            sc,
+            acks,
+            strategy,
+            "purge 1",
+            Box::pin(s.purge(LogId::new(1, 1))),
+        );
         let replace = s.replace_range(7, entries(7, 9, 2, 64));
         write(sc, acks, strategy, "replace_range 7..=8", Box::pin(replace));
         sc.spawn(|| {
@@ -95,8 +102,15 @@ fn pile_up(s: &LogStore, fault: &Fault, acks: &Acks, strategy: PersistenceStrate
             acks.record("save_hard_state", issued, &r);
         });
         // The vote is written; the next request is issued after the save's (same lock).
-        wait_until("vote written", || s.load_hard_state().ok() == Some(Some(HS)));
-        start(sc, acks, "flush_async after the vote", Box::pin(s.flush_async()));
+        wait_until("vote written", || {
+            s.load_hard_state().ok() == Some(Some(HS))
+        });
+        start(
+            sc,
+            acks,
+            "flush_async after the vote",
+            Box::pin(s.flush_async()),
+        );
         sc.spawn(|| {
             let issued = acks.issue();
             let r = s.flush();
@@ -110,13 +124,22 @@ fn pile_up(s: &LogStore, fault: &Fault, acks: &Acks, strategy: PersistenceStrate
 /// succeed.
 fn everything_fails_after(s: &LogStore, acks: &Acks) {
     let after: Vec<(&str, Fut<'_>)> = vec![
-        ("persist new", Box::pin(s.persist_entries(entries(9, 10, 1, 64)))),
-        ("persist held", Box::pin(s.persist_entries(entries(1, 3, 1, 64)))),
+        (
+            "persist new",
+            Box::pin(s.persist_entries(entries(9, 10, 1, 64))),
+        ),
+        (
+            "persist held",
+            Box::pin(s.persist_entries(entries(1, 3, 1, 64))),
+        ),
         ("persist nothing", Box::pin(s.persist_entries(Vec::new()))),
         ("flush_async", Box::pin(s.flush_async())),
         ("truncate", Box::pin(s.truncate(5))),
         ("purge", Box::pin(s.purge(LogId::new(1, 2)))),
-        ("replace_range", Box::pin(s.replace_range(4, entries(4, 5, 3, 64)))),
+        (
+            "replace_range",
+            Box::pin(s.replace_range(4, entries(4, 5, 3, 64))),
+        ),
         ("reset", Box::pin(s.reset())),
     ];
     for (what, mut fut) in after {
@@ -152,8 +175,15 @@ fn in_flight(strategy: PersistenceStrategy, policy: FlushPolicy) {
     };
     // Baseline, the in-flight acks, and the 10 requests after the failure.
     let got = acks.check(&fault, 1 + durable_acks + 4 + 10);
-    assert_eq!(got.iter().filter(|a| a.err.is_none()).count(), 1, "{got:#?}");
-    assert!(s.durable_index() <= Some(2), "unsynced entries reported durable");
+    assert_eq!(
+        got.iter().filter(|a| a.err.is_none()).count(),
+        1,
+        "{got:#?}"
+    );
+    assert!(
+        s.durable_index() <= Some(2),
+        "unsynced entries reported durable"
+    );
 }
 
 fn batch() -> FlushPolicy {

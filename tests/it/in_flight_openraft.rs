@@ -4,10 +4,10 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::io::Cursor; // the default `SnapshotData` of `declare_raft_types!`
 use std::ops::RangeBounds;
 use std::pin::Pin;
 use std::sync::mpsc;
-use std::io::Cursor; // the default `SnapshotData` of `declare_raft_types!`
 use std::task::Context;
 use std::thread::Scope;
 
@@ -96,7 +96,14 @@ fn callback<'s>(sc: &'s Scope<'s, '_>, acks: &Acks, what: &'static str) -> (u64,
 }
 
 /// Append `from..to` with a recorded callback; the append itself must be accepted.
-fn append<'s>(sc: &'s Scope<'s, '_>, store: &mut Store, acks: &Acks, what: &'static str, from: u64, to: u64) {
+fn append<'s>(
+    sc: &'s Scope<'s, '_>,
+    store: &mut Store,
+    acks: &Acks,
+    what: &'static str,
+    from: u64,
+    to: u64,
+) {
     let (_, cb) = callback(sc, acks, what);
     block_on(store.append((from..to).map(entry), cb)).expect("append accepted");
 }
@@ -122,7 +129,10 @@ fn openraft_sync_failure_fails_every_append_and_vote_in_flight() {
         let issued = acks.issue();
         let mut save: VoteFut<'_> = Box::pin(store.save_vote(&vote));
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        assert!(save.as_mut().poll(&mut cx).is_pending(), "the vote waits for its sync");
+        assert!(
+            save.as_mut().poll(&mut cx).is_pending(),
+            "the vote waits for its sync"
+        );
         fault.release();
         let r = block_on(save);
         acks.record("save_vote", issued, &r);
@@ -141,6 +151,13 @@ fn openraft_sync_failure_fails_every_append_and_vote_in_flight() {
     let r = block_on(store.truncate(LogId::new(CommittedLeaderId::new(1, 1), 4)));
     acks.record("truncate after", issued, &r);
     let got = acks.check(&fault, 9);
-    assert_eq!(got.iter().filter(|a| a.err.is_none()).count(), 1, "{got:#?}");
-    assert!(store.wal().durable_index() <= Some(2), "unsynced entries reported durable");
+    assert_eq!(
+        got.iter().filter(|a| a.err.is_none()).count(),
+        1,
+        "{got:#?}"
+    );
+    assert!(
+        store.wal().durable_index() <= Some(2),
+        "unsynced entries reported durable"
+    );
 }
