@@ -2,8 +2,13 @@
 //!
 //! Every write and every flush request happens under the adapter's order lock, so a write
 //! made before request `n` is covered by request `n` (the core syncs everything written
-//! before a request). The core answers requests in order, so "request `n` completed" means
-//! every request up to `n` completed.
+//! before a request). The core answers requests in order, so "request `n` succeeded" means
+//! every request up to `n` succeeded.
+//!
+//! A failure is different: the core can refuse a request on the spot (a poisoned log) while
+//! earlier ones are still queued on its flush thread. So a failure fails every request not
+//! yet answered, whichever request it came from, and every later one: only requests already
+//! answered `Ok` stay `Ok`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -20,10 +25,12 @@ pub(crate) type Outcome = Result<(), AdapterError>;
 pub(crate) struct Book {
     /// Requests issued so far (request numbers start at 1).
     pub requested: u64,
-    /// Highest request answered.
+    /// Highest request answered (successfully or not).
     pub completed: u64,
-    /// The first failed request and its error: it and every later one failed.
-    failed: Option<(u64, Arc<crate::Error>)>,
+    /// Every request up to this one was answered `Ok`.
+    ok_through: u64,
+    /// The first failure: every request after `ok_through` failed with it.
+    failed: Option<Arc<crate::Error>>,
     /// Entries written since the last request.
     pub pending_entries: usize,
     /// Encoded bytes written since the last request.
@@ -44,6 +51,7 @@ impl Default for Book {
         Book {
             requested: 0,
             completed: 0,
+            ok_through: 0,
             failed: None,
             pending_entries: 0,
             pending_bytes: 0,
@@ -92,15 +100,22 @@ impl Book {
         self.requested
     }
 
-    /// The outcome of request `seq`, if it is answered.
+    /// The outcome of request `seq`, if it is answered. After a failure every request not
+    /// answered `Ok` before it is answered: it failed.
     fn outcome(&self, seq: u64) -> Option<Outcome> {
-        if seq > self.completed {
-            return None;
+        if seq <= self.ok_through {
+            return Some(Ok(()));
         }
-        match &self.failed {
-            Some((f, e)) if seq >= *f => Some(Err(AdapterError::SyncFailed(Arc::clone(e)))),
-            _ => Some(Ok(())),
-        }
+        self.failed
+            .as_ref()
+            .map(|e| Err(AdapterError::SyncFailed(Arc::clone(e))))
+    }
+
+    /// The failure every request after it gets, if one happened.
+    pub fn failure(&self) -> Option<AdapterError> {
+        self.failed
+            .as_ref()
+            .map(|e| AdapterError::SyncFailed(Arc::clone(e)))
     }
 
     /// A receiver completed when request `seq` is answered.
@@ -120,12 +135,23 @@ impl Book {
         seq: u64,
         result: crate::Result<()>,
     ) -> Vec<(Sender<Outcome>, Outcome)> {
-        if let Err(e) = result {
-            if self.failed.is_none() {
-                self.failed = Some((seq, Arc::new(e)));
+        match result {
+            // Answers come in order, so `seq` succeeding means every request up to it did;
+            // after a failure, a late success of a request the failure already answered
+            // changes nothing.
+            Ok(()) if self.failed.is_none() => {
+                self.ok_through = self.ok_through.max(seq);
+                self.completed = self.completed.max(seq);
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if self.failed.is_none() {
+                    self.failed = Some(Arc::new(e));
+                }
+                // Every request issued so far is answered now: it failed.
+                self.completed = self.requested.max(seq);
             }
         }
-        self.completed = self.completed.max(seq);
         // A failed request's bytes are dropped from the count too: the log is poisoned and
         // refuses writes, so nobody may wait on them forever.
         while let Some(&(s, bytes)) = self.inflight.front() {
@@ -141,13 +167,12 @@ impl Book {
         let mut done = Vec::new();
         let mut i = 0;
         while i < self.waiters.len() {
-            if self.waiters[i].0 <= self.completed {
-                let (s, tx) = self.waiters.swap_remove(i);
-                if let Some(o) = self.outcome(s) {
+            match self.outcome(self.waiters[i].0) {
+                Some(o) => {
+                    let (_, tx) = self.waiters.swap_remove(i);
                     done.push((tx, o));
                 }
-            } else {
-                i += 1;
+                None => i += 1,
             }
         }
         done
@@ -192,5 +217,62 @@ mod tests {
             Ok(Ok(())) // requests before the failure stay successful
         ));
         assert_eq!(b.unflushed_bytes, 0);
+    }
+
+    fn wake(done: Vec<(Sender<Outcome>, Outcome)>) {
+        for (tx, o) in done {
+            tx.send(o);
+        }
+    }
+
+    fn failed(rx: Receiver<Outcome>) -> bool {
+        matches!(rx.wait(), Ok(Err(AdapterError::SyncFailed(_))))
+    }
+
+    #[test]
+    fn a_failure_on_the_spot_fails_the_requests_still_in_flight() {
+        let mut b = Book::default();
+        b.note_write(1, 10);
+        let s1 = b.start_request();
+        let r1 = b.wait_for(s1);
+        wake(b.complete(s1, Ok(())));
+        assert!(matches!(r1.wait(), Ok(Ok(()))));
+        // Requests 2 and 3 are queued on the flush thread when the log is poisoned; the
+        // core refuses request 4 at once, before the flush thread answers 2 and 3.
+        b.note_write(1, 10);
+        let s2 = b.start_request();
+        let r2 = b.wait_for(s2);
+        b.note_write(1, 10);
+        let s3 = b.start_request();
+        let r3 = b.wait_for(s3);
+        let s4 = b.start_request();
+        let r4 = b.wait_for(s4);
+        let poisoned = crate::Error::Poisoned {
+            op: "msync",
+            kind: std::io::ErrorKind::Other,
+        };
+        wake(b.complete(s4, Err(poisoned)));
+        assert!(failed(r2), "request 2 was never synced");
+        assert!(failed(r3), "request 3 was never synced");
+        assert!(failed(r4));
+        assert_eq!(b.unflushed_bytes, 0, "nobody may wait on failed bytes");
+        // A late answer from the flush thread changes nothing, whatever it says.
+        wake(b.complete(s2, Ok(())));
+        wake(b.complete(s3, Err(crate::Error::WorkerStopped)));
+        assert!(failed(b.wait_for(s2)));
+        assert!(failed(b.wait_for(s3)));
+        assert!(
+            matches!(b.wait_for(s1).wait(), Ok(Ok(()))),
+            "answered Ok stays Ok"
+        );
+        // Writes waiting for the next request fail at once too, and so does that request.
+        b.note_write(1, 10);
+        let next = b.covering();
+        assert_eq!(next, s4 + 1);
+        assert!(failed(b.wait_for(next)));
+        let s5 = b.start_request();
+        let r5 = b.wait_for(s5);
+        wake(b.complete(s5, Ok(())));
+        assert!(failed(r5), "no success after a failure");
     }
 }

@@ -347,9 +347,17 @@ impl Inner {
         }
     }
 
+    /// Fail once a flush failed: the log refuses everything until it is reopened. Writes
+    /// that add nothing (entries the log already holds) never reach the core, which would
+    /// refuse them, so MemFirst, which does not wait for a flush, asks here.
+    fn check_failed(&self) -> Result<()> {
+        lock(&self.book).failure().map_or(Ok(()), Err)
+    }
+
     /// Run an entry write under the order lock, after MemFirst admission.
     fn gated(&self, write: impl FnOnce(&Inner) -> Result<(usize, u64)>) -> Result<Step> {
         let order = self.order();
+        self.check_failed()?;
         if !self.disk_first() {
             let adm = admit(&lock(&self.book), self.opts.max_unflushed_bytes);
             let seq = match adm {
@@ -362,12 +370,15 @@ impl Inner {
             }
         }
         match write(self) {
-            Ok((n, bytes)) => Ok(Step::Written(self.after_write(
-                &order,
-                Write::Entries,
-                n,
-                bytes,
-            ))),
+            Ok((n, bytes)) => {
+                let rx = self.after_write(&order, Write::Entries, n, bytes);
+                if rx.is_none() {
+                    // MemFirst: the flush this write may have requested can have failed on
+                    // the spot.
+                    self.check_failed()?;
+                }
+                Ok(Step::Written(rx))
+            }
             Err(e) => {
                 // Part of the batch may be written: make sure a later flush covers it.
                 lock(&self.book).note_write(0, 0);
@@ -420,6 +431,7 @@ impl Inner {
         op: impl FnOnce(&Wal) -> crate::Result<()>,
     ) -> Result<Option<Receiver<Outcome>>> {
         let order = self.order();
+        self.check_failed()?;
         if let Err(e) = op(&self.wal) {
             lock(&self.book).note_write(0, 0);
             return Err(e.into());

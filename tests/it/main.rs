@@ -15,6 +15,10 @@ mod crash_util;
 mod d_engine;
 mod faults;
 mod fuzz_corpus;
+mod in_flight;
+mod in_flight_adapter;
+#[cfg(feature = "openraft")]
+mod in_flight_openraft;
 mod model;
 #[cfg(feature = "openraft")]
 mod openraft_suite;
