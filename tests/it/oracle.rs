@@ -28,6 +28,10 @@ struct Record {
     unsynced_names: HashSet<PathBuf>,
     /// Names made durable by a directory fsync.
     durable_names: HashSet<PathBuf>,
+    /// Durably named chunks removed since (a purge removes a chunk only once the purge
+    /// record is durable): an acknowledgement checked after that still had its bytes
+    /// covered, which is what the synced ranges, kept, show.
+    retired: HashSet<PathBuf>,
 }
 
 /// Where an acknowledged entry lies: its chunk file and record range.
@@ -79,18 +83,23 @@ impl Oracle {
                 *v = merged;
             }
             FsEvent::Create { path } => {
+                r.retired.remove(path);
                 r.unsynced_names.insert(path.to_path_buf());
             }
             FsEvent::Rename { from, to } => {
                 r.unsynced_names.remove(from);
                 r.durable_names.remove(from);
                 // Its data before the rename was synced under the final name already.
+                r.retired.remove(to);
                 r.unsynced_names.insert(to.to_path_buf());
             }
             FsEvent::Unlink { path } => {
                 r.unsynced_names.remove(path);
-                r.durable_names.remove(path);
-                r.synced.remove(path);
+                if r.durable_names.remove(path) {
+                    r.retired.insert(path.to_path_buf());
+                } else {
+                    r.synced.remove(path);
+                }
             }
             FsEvent::SyncDir { .. } => {
                 let names: Vec<_> = r.unsynced_names.drain().collect();
@@ -104,7 +113,7 @@ impl Oracle {
     pub fn covered(&self, loc: &Located) -> Result<(), String> {
         let (path, _start, end) = loc;
         let r = self.rec.lock();
-        if !r.durable_names.contains(path) {
+        if !r.durable_names.contains(path) && !r.retired.contains(path) {
             return Err(format!("{} is not durably named", path.display()));
         }
         let need = (HEADER_LEN as u64, *end);
