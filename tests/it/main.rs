@@ -19,5 +19,6 @@ mod model;
 mod openraft_suite;
 mod oracle;
 mod power_loss;
+mod power_loss_dirops;
 mod races;
 mod recovery;
