@@ -191,7 +191,7 @@ fn epoch(run: &Arc<Run>, seed: u64, target_acks: u64) {
         let run = Arc::clone(run);
         let stop = Arc::clone(&stop);
         handles.push(std::thread::spawn(move || {
-            let mut rng = Rng::new(seed ^ (t + 1) * 0x1234_5678);
+            let mut rng = Rng::new(seed ^ ((t + 1) * 0x1234_5678));
             while !stop.load(Ordering::Relaxed) && run.flush_acks() < target_acks {
                 let go_on = match t {
                     0 => appender(&run, &mut rng, 2) && flusher_blocking(&run),

@@ -19,16 +19,7 @@ impl Rng {
 
     /// Seed from `CHUNKWAL_SEED` or the clock; printed so a failure can be replayed.
     pub fn from_env(what: &str) -> Self {
-        let seed = std::env::var("CHUNKWAL_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        println!("{what}: seed {seed} (replay with CHUNKWAL_SEED={seed})");
-        Rng::new(seed)
+        Rng::new(seed_from_env(what))
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -48,6 +39,21 @@ impl Rng {
     pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
+}
+
+/// The seed [`Rng::from_env`] uses: `CHUNKWAL_SEED` or the clock, printed so a failure can
+/// be replayed.
+pub fn seed_from_env(what: &str) -> u64 {
+    let seed = std::env::var("CHUNKWAL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    println!("{what}: seed {seed} (replay with CHUNKWAL_SEED={seed})");
+    seed
 }
 
 /// Payload of entry `(index, term)`: length and bytes both derived from the id, so any

@@ -24,5 +24,6 @@ mod model;
 mod openraft_suite;
 mod oracle;
 mod power_loss;
+mod power_loss_dirops;
 mod races;
 mod recovery;
