@@ -60,18 +60,6 @@ pub fn list_chunks(dir: &Path) -> Result<(Vec<u64>, Vec<PathBuf>)> {
     Ok((seqs, tmps))
 }
 
-/// Remove leftover temporary chunk files, then fsync the directory.
-pub fn remove_leftovers(dir: &Path, tmps: &[PathBuf]) -> Result<()> {
-    for p in tmps {
-        tracing::warn!(path = %p.display(), "removing leftover temporary chunk");
-        fs::remove_file(p).map_err(|e| Error::io("remove temporary chunk", p, e))?;
-    }
-    if !tmps.is_empty() {
-        sync_dir(dir)?;
-    }
-    Ok(())
-}
-
 /// True if the file is empty or holds only zero bytes (a chunk that never got its header).
 pub fn is_blank(path: &Path) -> Result<bool> {
     use std::io::Read;

@@ -127,6 +127,20 @@ impl Files {
         Ok(())
     }
 
+    /// Remove leftover files (unused spares, a blank newest chunk) at open, then fsync the
+    /// directory.
+    pub fn remove_leftovers(&self, paths: &[PathBuf]) -> Result<()> {
+        for p in paths {
+            tracing::warn!(path = %p.display(), "removing leftover chunk file");
+            self.remove(p)
+                .map_err(|e| Error::io("remove leftover chunk", p, e))?;
+        }
+        if !paths.is_empty() {
+            self.sync_dir()?;
+        }
+        Ok(())
+    }
+
     /// Remove chunk `seq` (the caller syncs the directory after).
     pub fn remove_chunk(&self, seq: u64) -> io::Result<()> {
         self.remove(&chunk_path(&self.dir, seq))

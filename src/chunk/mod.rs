@@ -9,8 +9,7 @@ mod scan;
 mod tests;
 
 pub use file::{
-    chunk_file_name, chunk_path, is_blank, list_chunks, lock_dir, remove_leftovers, sync_dir,
-    tmp_path, LOCK_FILE,
+    chunk_file_name, chunk_path, is_blank, list_chunks, lock_dir, sync_dir, tmp_path, LOCK_FILE,
 };
 pub use files::Files;
 #[cfg(feature = "testing")]

@@ -321,7 +321,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     ));
     // Leftovers (unused spares, a blank newest chunk) go first: a new first chunk may take
     // a blank one's name.
-    crate::chunk::remove_leftovers(&dir, &leftovers)?;
+    owner.files().remove_leftovers(&leftovers)?;
     let tail = match tail {
         Some(t) => t,
         None => new_first_chunk(&config, &owner, &chunks, &mut metas)?,

@@ -251,7 +251,10 @@ impl SyncOwner {
     }
 
     /// After `target` is durable, remove the chunk files `seqs` (purged: nothing of them is
-    /// needed any more once the purge record is durable), then fsync the directory.
+    /// needed any more once the purge record is durable), oldest first, fsyncing the
+    /// directory after each: a file system may persist unlinks in any order, and a lost
+    /// unlink of an older chunk behind a durable one of a newer chunk would leave a gap that
+    /// open refuses (`MissingChunk`).
     pub fn retire(&self, target: Target, seqs: &[u64]) -> Result<()> {
         self.sync_to(target)?;
         let _turn = self.turn.lock();
@@ -261,11 +264,11 @@ impl SyncOwner {
                 tracing::warn!(seq, error = %e, "could not remove purged chunk");
                 return Ok(());
             }
-        }
-        // fsyncgate: a failed directory fsync may have dropped more than these unlinks.
-        if let Err(e) = self.files.sync_dir() {
-            tracing::error!(error = %e, "fsync of the directory after purge failed");
-            return Err(self.fail("fsync directory", &e));
+            // fsyncgate: a failed directory fsync may have dropped more than this unlink.
+            if let Err(e) = self.files.sync_dir() {
+                tracing::error!(error = %e, "fsync of the directory after purge failed");
+                return Err(self.fail("fsync directory", &e));
+            }
         }
         Ok(())
     }

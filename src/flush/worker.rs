@@ -144,10 +144,8 @@ impl Worker {
                 Some(Job::Sync {
                     callback: Some(cb), ..
                 }) => cb(Ok(())),
-                Some(Job::Retire { target, seqs }) => {
-                    if self.owner.retire(target, &seqs).is_err() {
-                        return;
-                    }
+                Some(Job::Retire { target, seqs }) if self.owner.retire(target, &seqs).is_err() => {
+                    return;
                 }
                 Some(Job::Barrier(tx)) => {
                     let _ = tx.send(());
