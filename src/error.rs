@@ -235,6 +235,25 @@ pub enum Error {
     /// The flush worker is gone (it panicked or the log was closed).
     #[error("flush worker stopped")]
     WorkerStopped,
+    /// A directory entry named like a chunk (or a pending chunk) is not a regular file: a
+    /// FIFO, a socket, a device, a directory, or a symlink to one. chunkwal never creates
+    /// one, and opening it could block forever (a FIFO), so it is refused without reading.
+    #[error("{path} is named like a chunk file but is not a regular file")]
+    NotARegularFile {
+        /// The entry.
+        path: PathBuf,
+    },
+    /// A chunk (or pending chunk) file's sequence number is past
+    /// [`MAX_CHUNK_SEQ`](crate::MAX_CHUNK_SEQ): write positions could not represent it.
+    #[error("chunk file {path} has sequence number {seq}, past the maximum {max}")]
+    ChunkSeqOutOfRange {
+        /// The file.
+        path: PathBuf,
+        /// Its sequence number.
+        seq: u64,
+        /// The largest sequence number a chunk may have.
+        max: u64,
+    },
 }
 
 impl Error {

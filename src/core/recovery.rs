@@ -178,6 +178,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         }
     }
     drop_blank_newest(&config, &mut seqs)?;
+    let newest = seqs.last().copied();
     let index = EntryIndex::default();
     let chunks = SkipMap::new();
     let mut state = LogState::default();
@@ -286,8 +287,11 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         }
         Ok(())
     })();
-    // A checksum failure is the real cause of anything replay tripped over.
-    verifier.finish()?;
+    // A checksum failure is the real cause of anything replay tripped over, unless the
+    // newest chunk is garbage (see `blame_newest`).
+    let blame = |e| super::blame::blame_newest(e, &dir, newest);
+    verifier.finish().map_err(blame)?;
+    let replayed = replayed.map_err(blame);
     replayed?;
     for e in chunks.iter() {
         if tail.as_ref().is_some_and(|t| t.0.seq == *e.key()) {
