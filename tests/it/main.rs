@@ -13,6 +13,8 @@ mod crash_util;
 mod d_engine;
 mod faults;
 mod fuzz_corpus;
+mod hostile;
+mod live_inspect;
 mod model;
 #[cfg(feature = "openraft")]
 mod openraft_suite;
