@@ -35,8 +35,14 @@ pub const MAX_CHUNK_SEQ: u64 = u32::MAX as u64;
 /// past [`MAX_CHUNK_SEQ`] or an offset past `u32::MAX` (both refused elsewhere) saturates,
 /// and debug builds assert on it.
 pub(crate) fn position(chunk: u64, offset: usize) -> u64 {
-    debug_assert!(chunk <= MAX_CHUNK_SEQ, "chunk seq {chunk} past MAX_CHUNK_SEQ");
-    debug_assert!(offset as u64 <= u64::from(u32::MAX), "offset {offset} past 4 GiB");
+    debug_assert!(
+        chunk <= MAX_CHUNK_SEQ,
+        "chunk seq {chunk} past MAX_CHUNK_SEQ"
+    );
+    debug_assert!(
+        offset as u64 <= u64::from(u32::MAX),
+        "offset {offset} past 4 GiB"
+    );
     (chunk.min(MAX_CHUNK_SEQ) << 32) | (offset as u64).min(u64::from(u32::MAX))
 }
 

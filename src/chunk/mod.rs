@@ -9,8 +9,8 @@ mod scan;
 mod tests;
 
 pub use file::{
-    check_seq, chunk_file_name, chunk_path, install_chunk, is_blank, list_chunk_names,
-    list_chunks, lock_dir, prepare_chunk, remove_leftovers, sync_dir, tmp_path, LOCK_FILE,
+    check_seq, chunk_file_name, chunk_path, install_chunk, is_blank, list_chunk_names, list_chunks,
+    lock_dir, prepare_chunk, remove_leftovers, sync_dir, tmp_path, LOCK_FILE,
 };
 pub use handle::{open_existing, open_existing_from, Chunk, Opened};
 pub use mmap::{Region, RegionWriter, WriteBack};

@@ -126,7 +126,10 @@ fn non_regular_chunk_entries_are_refused_promptly() {
                 };
                 assert!(is_not_regular(&r, &path), "{kind:?} {name} {mode:?}: {r:?}");
             }
-            assert!(snapshot(d.path()) == before, "{kind:?} {name}: files changed");
+            assert!(
+                snapshot(d.path()) == before,
+                "{kind:?} {name}: files changed"
+            );
             assert!(path.symlink_metadata().is_ok(), "{kind:?} {name} removed");
             if tmp {
                 continue; // Inspection ignores pending chunks.
@@ -226,7 +229,10 @@ fn out_of_range_chunk_size_is_a_header_corruption() {
                 let e = r.expect_err("open accepted the header");
                 assert!(is_bad_chunk_size(&e, seq), "size {size} chunk {seq}: {e:?}");
             }
-            assert!(snapshot(d.path()) == before, "size {size} chunk {seq}: changed");
+            assert!(
+                snapshot(d.path()) == before,
+                "size {size} chunk {seq}: changed"
+            );
             let reps = inspect_dir(d.path(), &mut |_| {}, &mut |_| {}).unwrap();
             let e = reps[seq as usize].error.as_ref();
             assert!(
@@ -265,7 +271,9 @@ fn garbage_newest_chunk_is_the_one_named() {
         let (garbage, want_off) = match kind {
             "random header" => (0..HEADER_LEN, 0),
             "garbage first record" => {
-                let mut h = ChunkHeader::decode(&std::fs::read(d.path().join(chunk_file_name(1))).unwrap()).unwrap();
+                let mut h =
+                    ChunkHeader::decode(&std::fs::read(d.path().join(chunk_file_name(1))).unwrap())
+                        .unwrap();
                 h.chunk_seq = 2;
                 b[..HEADER_LEN].copy_from_slice(&h.encode());
                 (HEADER_LEN..HEADER_LEN + 100, HEADER_LEN as u64)
@@ -317,18 +325,25 @@ fn chunk_seq_past_max_is_refused() {
         let d = chunk_as(seq);
         let path = d.path().join(chunk_file_name(seq));
         let before = snapshot(d.path());
-        let e = open_err(d.path(), RecoveryMode::TolerateTornTail).unwrap().unwrap_err();
+        let e = open_err(d.path(), RecoveryMode::TolerateTornTail)
+            .unwrap()
+            .unwrap_err();
         assert!(is_seq_out_of_range(&e, seq, &path), "seq {seq}: {e:?}");
         assert!(snapshot(d.path()) == before, "seq {seq}: files changed");
         let reps = inspect_dir(d.path(), &mut |_| {}, &mut |_| {}).unwrap();
         let e = reps[0].error.as_ref().unwrap();
-        assert!(is_seq_out_of_range(e, seq, &path), "inspect, seq {seq}: {e:?}");
+        assert!(
+            is_seq_out_of_range(e, seq, &path),
+            "inspect, seq {seq}: {e:?}"
+        );
     }
     // A pending chunk past the maximum next to a valid log: refused, not removed.
     let d = chunk_as(0);
     let tmp = d.path().join(chunk_file_name(MAX_CHUNK_SEQ + 1) + ".tmp");
     std::fs::write(&tmp, b"x").unwrap();
-    let e = open_err(d.path(), RecoveryMode::TolerateTornTail).unwrap().unwrap_err();
+    let e = open_err(d.path(), RecoveryMode::TolerateTornTail)
+        .unwrap()
+        .unwrap_err();
     assert!(is_seq_out_of_range(&e, MAX_CHUNK_SEQ + 1, &tmp), "{e:?}");
     assert!(tmp.exists(), "the pending chunk was removed");
     // The last usable sequence number.
@@ -344,7 +359,12 @@ const ALLOC_DIR_ENV: &str = "CHUNKWAL_HOSTILE_ALLOC_DIR";
 fn vm_size() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     let kb = s.lines().find_map(|l| l.strip_prefix("VmSize:")).unwrap();
-    kb.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap() * 1024
+    kb.trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
 }
 
 /// The child side of [`huge_read_range_allocates_for_existing_entries_only`]: reads a
@@ -368,7 +388,11 @@ fn alloc_child() {
     };
     setrlimit(Resource::As, limit).unwrap();
     let start = Instant::now();
-    let past = [wal.read(1, u64::MAX), wal.read(0, u64::MAX), wal.read_through(1, u64::MAX)];
+    let past = [
+        wal.read(1, u64::MAX),
+        wal.read(0, u64::MAX),
+        wal.read_through(1, u64::MAX),
+    ];
     let whole = wal.read(1, 11);
     let took = start.elapsed();
     setrlimit(Resource::As, old).unwrap();
@@ -407,5 +431,8 @@ fn huge_read_range_allocates_for_existing_entries_only() {
         std::thread::sleep(Duration::from_millis(10));
     };
     let out = std::fs::read_to_string(&log).unwrap();
-    assert!(status.success() && out.contains("ALLOC-CHILD-OK"), "{status}: {out}");
+    assert!(
+        status.success() && out.contains("ALLOC-CHILD-OK"),
+        "{status}: {out}"
+    );
 }

@@ -95,7 +95,10 @@ fn stat_last(dir: &Path, races: &mut u64) -> Option<u64> {
         Some(3) => *races += 1,
         c => panic!("chunkwal stat exited {c:?}: {err}"),
     }
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("internal error"),
+        "{err}"
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stat JSON");
     Some(v["last"]["index"].as_u64().unwrap_or(0))
 }
@@ -115,23 +118,40 @@ fn inspection_of_a_live_log_never_maps_it() {
     let child_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let start = Instant::now();
     while !dir.join(chunkwal::chunk_file_name(0)).exists() {
-        assert!(child.try_wait().unwrap().is_none(), "child died: {}", child_log());
-        assert!(start.elapsed() < Duration::from_secs(60), "child never started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "child died: {}",
+            child_log()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "child never started"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let (mut prev, mut calls, mut races) = (0, 0, 0);
     let start = Instant::now();
     while start.elapsed() < INSPECT_FOR {
         let last = inspect_last(&dir, &mut races);
-        assert!(last >= prev, "inspect_dir: last index went from {prev} back to {last}");
+        assert!(
+            last >= prev,
+            "inspect_dir: last index went from {prev} back to {last}"
+        );
         prev = last;
         if let Some(last) = stat_last(&dir, &mut races) {
-            assert!(last >= prev, "chunkwal stat: last index went from {prev} back to {last}");
+            assert!(
+                last >= prev,
+                "chunkwal stat: last index went from {prev} back to {last}"
+            );
             prev = last;
         }
         calls += 1;
     }
-    assert!(child.try_wait().unwrap().is_none(), "child died: {}", child_log());
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "child died: {}",
+        child_log()
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let mut after = 0;
