@@ -239,17 +239,28 @@ pub enum Error {
         /// What the record contradicts.
         reason: CorruptionKind,
     },
-    /// A chunk sequence number past the largest that a write position can hold.
-    #[error("chunk sequence number {seq} is past the largest supported ({max})")]
-    ChunkSeqOutOfRange {
-        /// The sequence number.
-        seq: u64,
-        /// The largest supported.
-        max: u64,
-    },
     /// The flush worker is gone (it panicked or the log was closed).
     #[error("flush worker stopped")]
     WorkerStopped,
+    /// A directory entry named like a chunk (or a pending chunk) is not a regular file: a
+    /// FIFO, a socket, a device, a directory, or a symlink to one. chunkwal never creates
+    /// one, and opening it could block forever (a FIFO), so it is refused without reading.
+    #[error("{path} is named like a chunk file but is not a regular file")]
+    NotARegularFile {
+        /// The entry.
+        path: PathBuf,
+    },
+    /// A chunk (or pending chunk) file's sequence number is past
+    /// [`MAX_CHUNK_SEQ`](crate::MAX_CHUNK_SEQ): write positions could not represent it.
+    #[error("chunk file {path} has sequence number {seq}, past the maximum {max}")]
+    ChunkSeqOutOfRange {
+        /// The file.
+        path: PathBuf,
+        /// Its sequence number.
+        seq: u64,
+        /// The largest sequence number a chunk may have.
+        max: u64,
+    },
 }
 
 impl Error {

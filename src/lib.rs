@@ -43,4 +43,4 @@ pub use crate::core::{
 };
 pub use crate::error::{CorruptionKind, Error, Result};
 pub use crate::index::CacheStat;
-pub use crate::types::{LogId, LogState};
+pub use crate::types::{LogId, LogState, MAX_CHUNK_SEQ};

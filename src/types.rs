@@ -24,15 +24,26 @@ impl std::fmt::Display for LogId {
     }
 }
 
-/// The largest chunk sequence number: a write position keeps it in 32 bits.
+/// The largest chunk sequence number a log may use. Write positions pack the sequence
+/// number into 32 bits (see `position`), so open refuses any chunk file past it, and a
+/// rotation must not go past it either.
 pub const MAX_CHUNK_SEQ: u64 = u32::MAX as u64;
 
 /// A write position packed into one `u64`: chunk sequence number above, byte offset (chunks
 /// are at most 1 GiB) below, so later writes compare greater. The durable point and the
-/// cache's stale-entry check both use it and must agree.
+/// cache's stale-entry check both use it and must agree. Never wraps: a sequence number
+/// past [`MAX_CHUNK_SEQ`] or an offset past `u32::MAX` (both refused elsewhere) saturates,
+/// and debug builds assert on it.
 pub(crate) fn position(chunk: u64, offset: usize) -> u64 {
-    debug_assert!(chunk <= MAX_CHUNK_SEQ && offset <= u32::MAX as usize);
-    (chunk << 32) | offset as u64
+    debug_assert!(
+        chunk <= MAX_CHUNK_SEQ,
+        "chunk seq {chunk} past MAX_CHUNK_SEQ"
+    );
+    debug_assert!(
+        offset as u64 <= u64::from(u32::MAX),
+        "offset {offset} past 4 GiB"
+    );
+    (chunk.min(MAX_CHUNK_SEQ) << 32) | (offset as u64).min(u64::from(u32::MAX))
 }
 
 /// The Raft state the log rebuilds on open: everything except the entries.

@@ -8,6 +8,7 @@ use fs2::FileExt;
 
 use crate::error::{Error, Result};
 use crate::format::{ChunkHeader, FORMAT_VERSION};
+use crate::types::MAX_CHUNK_SEQ;
 
 const CHUNK_SUFFIX: &str = ".chunk";
 const TMP_SUFFIX: &str = ".chunk.tmp";
@@ -41,8 +42,9 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Sorted chunk sequence numbers in `dir`, and the leftover temporary files of an
-/// interrupted rotation (never part of the log). Changes nothing.
-pub fn list_chunks(dir: &Path) -> Result<(Vec<u64>, Vec<PathBuf>)> {
+/// interrupted rotation (never part of the log), by name only: nothing is opened or
+/// checked. Changes nothing.
+pub fn list_chunk_names(dir: &Path) -> Result<(Vec<u64>, Vec<PathBuf>)> {
     let mut seqs = Vec::new();
     let mut tmps = Vec::new();
     let rd = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
@@ -57,17 +59,106 @@ pub fn list_chunks(dir: &Path) -> Result<(Vec<u64>, Vec<PathBuf>)> {
         }
     }
     seqs.sort_unstable();
+    tmps.sort_unstable();
     Ok((seqs, tmps))
+}
+
+/// [`list_chunk_names`] for opening a log: refuses, before anything is opened or changed, a
+/// directory holding a chunk or temporary chunk file whose sequence number is past
+/// [`MAX_CHUNK_SEQ`], or that is not a regular file (a FIFO there would block the open).
+pub fn list_chunks(dir: &Path) -> Result<(Vec<u64>, Vec<PathBuf>)> {
+    let (seqs, tmps) = list_chunk_names(dir)?;
+    for &seq in &seqs {
+        check_entry(&chunk_path(dir, seq), Some(seq))?;
+    }
+    for p in &tmps {
+        let seq = p.file_name().and_then(|n| n.to_str()).and_then(tmp_seq);
+        check_entry(p, seq)?;
+    }
+    Ok((seqs, tmps))
+}
+
+/// The sequence number in a temporary chunk file name.
+fn tmp_seq(name: &str) -> Option<u64> {
+    parse_chunk_name(name.strip_suffix(".tmp")?)
+}
+
+/// [`Error::ChunkSeqOutOfRange`] if chunk file `path` has a sequence number past the maximum.
+pub fn check_seq(path: &Path, seq: u64) -> Result<()> {
+    if seq > MAX_CHUNK_SEQ {
+        return Err(Error::ChunkSeqOutOfRange {
+            path: path.to_path_buf(),
+            seq,
+            max: MAX_CHUNK_SEQ,
+        });
+    }
+    Ok(())
+}
+
+/// The entry's sequence number is in range and it is (or links to) a regular file. Looks at
+/// the entry without opening it; [`open_regular`] checks again on the opened file.
+fn check_entry(path: &Path, seq: Option<u64>) -> Result<()> {
+    if let Some(seq) = seq {
+        check_seq(path, seq)?;
+    }
+    let meta = fs::metadata(path).map_err(|e| Error::io("stat chunk", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::NotARegularFile {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// Open an existing chunk file, read-only or read-write, only if it is a regular file.
+/// The open itself never blocks (`O_NONBLOCK`: a plain open of a FIFO waits for a writer
+/// forever), and the opened file is checked with `fstat`, so an entry swapped for a FIFO
+/// after [`list_chunks`] looked at it is refused too.
+pub fn open_regular(path: &Path, write: bool) -> Result<File> {
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    use std::os::unix::fs::OpenOptionsExt;
+    let not_regular = || Error::NotARegularFile {
+        path: path.to_path_buf(),
+    };
+    let file = match OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        // A socket (ENXIO), a FIFO opened for writing (ENXIO), a directory opened for
+        // writing (EISDIR): say what the entry is rather than how the open failed.
+        Err(_) if fs::metadata(path).is_ok_and(|m| !m.is_file()) => return Err(not_regular()),
+        Err(e) => return Err(Error::io("open chunk", path, e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io("stat chunk", path, e))?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    // I/O on a regular file ignores the flag; clear it anyway, the file may be mapped and
+    // shared with the flush worker.
+    let flags = fcntl_getfl(&file).map_err(|e| Error::io("fcntl chunk", path, e.into()))?;
+    fcntl_setfl(&file, flags - OFlags::NONBLOCK)
+        .map_err(|e| Error::io("fcntl chunk", path, e.into()))?;
+    Ok(file)
 }
 
 /// True if the file is empty or holds only zero bytes (a chunk that never got its header).
 pub fn is_blank(path: &Path) -> Result<bool> {
-    use std::io::Read;
-    let mut f = File::open(path).map_err(|e| Error::io("open chunk", path, e))?;
+    is_blank_file(&open_regular(path, false)?, path)
+}
+
+/// [`is_blank`] on an opened file (read with `pread`, the file offset does not move).
+pub fn is_blank_file(f: &File, path: &Path) -> Result<bool> {
+    use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; 1 << 16];
+    let mut at = 0u64;
     loop {
         let n = f
-            .read(&mut buf)
+            .read_at(&mut buf, at)
             .map_err(|e| Error::io("read chunk", path, e))?;
         if n == 0 {
             return Ok(true);
@@ -75,6 +166,7 @@ pub fn is_blank(path: &Path) -> Result<bool> {
         if buf[..n].iter().any(|&b| b != 0) {
             return Ok(false);
         }
+        at += n as u64;
     }
 }
 

@@ -1,6 +1,6 @@
 //! A chunk as the rest of the engine sees it: sequence number, header and mapped region.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -39,51 +39,17 @@ pub fn open_existing(path: &Path, seq: u64, writable: bool) -> Result<Opened> {
 /// [`open_existing`], reading the file at `from` (a prepared chunk open adopts, still under
 /// its temporary name until the open succeeds) while the chunk is known by `path`.
 pub fn open_existing_from(from: &Path, path: &Path, seq: u64, writable: bool) -> Result<Opened> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(writable)
-        .open(from)
-        .map_err(|e| Error::io("open chunk", from, e))?;
+    let file = super::file::open_regular(from, writable)?;
     let len = file
         .metadata()
         .map_err(|e| Error::io("stat chunk", path, e))?
         .len();
-    let mut head = [0u8; HEADER_LEN];
-    let n = read_prefix(&file, &mut head).map_err(|e| Error::io("read chunk header", path, e))?;
-    if head[..n].iter().all(|&b| b == 0) && super::file::is_blank(from)? {
+    let Some(header) = read_header(&file, from, seq, len)? else {
         return Ok(Opened::Blank);
-    }
-    let header = match ChunkHeader::decode(&head[..n]) {
-        Ok(h) => h,
-        Err(HeaderError::NewerVersion(found)) => {
-            return Err(Error::UnsupportedVersion {
-                chunk: seq,
-                found,
-                supported: FORMAT_VERSION,
-            })
-        }
-        Err(HeaderError::Corrupt(k)) => return Err(Error::corrupt(seq, 0, k)),
     };
-    if header.chunk_seq != seq {
-        return Err(Error::corrupt(
-            seq,
-            0,
-            CorruptionKind::SeqMismatch {
-                in_header: header.chunk_seq,
-            },
-        ));
-    }
     if writable {
-        let want = header.chunk_size.max(len);
-        if want > crate::config::MAX_CHUNK_SIZE || want < HEADER_LEN as u64 {
-            return Err(Error::corrupt(
-                seq,
-                0,
-                CorruptionKind::BadHeaderField {
-                    field: "chunk_size",
-                },
-            ));
-        }
+        // `read_header` checked `len <= chunk_size <= MAX_CHUNK_SIZE`.
+        let want = header.chunk_size;
         if len < want {
             super::file::preallocate(&file, want)
                 .map_err(|e| Error::io("re-extend chunk", path, e))?;
@@ -110,7 +76,54 @@ pub fn open_existing_from(from: &Path, path: &Path, seq: u64, writable: bool) ->
     }
 }
 
-fn read_prefix(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Read and check the header of chunk `seq`, the opened file `file` (at `path`, `len` bytes
+/// long). `None`: the file is blank (empty or all zero), it never received a header.
+/// A header is refused unless it decodes, names `seq`, and its `chunk_size` covers the file:
+/// chunkwal never writes past `chunk_size`, and a longer file could hold offsets past it.
+pub(super) fn read_header(
+    file: &File,
+    path: &Path,
+    seq: u64,
+    len: u64,
+) -> Result<Option<ChunkHeader>> {
+    let mut head = [0u8; HEADER_LEN];
+    let n = read_prefix(file, &mut head).map_err(|e| Error::io("read chunk header", path, e))?;
+    if head[..n].iter().all(|&b| b == 0) && super::file::is_blank_file(file, path)? {
+        return Ok(None);
+    }
+    let header = match ChunkHeader::decode(&head[..n]) {
+        Ok(h) => h,
+        Err(HeaderError::NewerVersion(found)) => {
+            return Err(Error::UnsupportedVersion {
+                chunk: seq,
+                found,
+                supported: FORMAT_VERSION,
+            })
+        }
+        Err(HeaderError::Corrupt(k)) => return Err(Error::corrupt(seq, 0, k)),
+    };
+    if header.chunk_seq != seq {
+        return Err(Error::corrupt(
+            seq,
+            0,
+            CorruptionKind::SeqMismatch {
+                in_header: header.chunk_seq,
+            },
+        ));
+    }
+    if len > header.chunk_size {
+        return Err(Error::corrupt(
+            seq,
+            0,
+            CorruptionKind::BadHeaderField {
+                field: "chunk_size",
+            },
+        ));
+    }
+    Ok(Some(header))
+}
+
+pub(super) fn read_prefix(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
     use std::os::unix::fs::FileExt;
     let mut n = 0;
     while n < buf.len() {
@@ -125,7 +138,7 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// End of the last data region of `f` (SEEK_DATA / SEEK_HOLE). File systems without
 /// support report the whole file as data, which only makes the caller scan more.
-fn data_end(f: &File) -> std::io::Result<u64> {
+pub(super) fn data_end(f: &File) -> std::io::Result<u64> {
     use rustix::fs::{seek, SeekFrom};
     let mut end = 0;
     loop {

@@ -4,16 +4,19 @@ mod file;
 mod files;
 mod handle;
 mod mmap;
+mod owned;
 mod scan;
 #[cfg(test)]
 mod tests;
 
 pub use file::{
-    chunk_file_name, chunk_path, is_blank, list_chunks, lock_dir, sync_dir, tmp_path, LOCK_FILE,
+    check_seq, chunk_file_name, chunk_path, is_blank, list_chunk_names, list_chunks, lock_dir,
+    sync_dir, tmp_path, LOCK_FILE,
 };
 pub use files::Files;
 #[cfg(feature = "testing")]
 pub use files::{FsEvent, FsObserver};
 pub use handle::{open_existing, open_existing_from, Chunk, Opened};
 pub use mmap::{Region, RegionWriter, WriteBack};
+pub use owned::{read_chunk, Loaded};
 pub use scan::{scan_chunk, scan_chunk_checked, Scanned, Tail};

@@ -1,10 +1,11 @@
 //! Offline inspection of a log directory, without taking its lock or changing anything.
-//! Backs the `stat`, `dump` and `verify` commands.
+//! Backs the `stat`, `dump` and `verify` commands. Chunk files are read into memory, never
+//! mapped: the log may be open, and written, in another process.
 
 use std::path::Path;
 
 use super::stat::{DumpRecord, OwnedRecord};
-use crate::chunk::{chunk_path, list_chunks, open_existing, scan_chunk, Opened, Tail};
+use crate::chunk::{check_seq, chunk_path, list_chunk_names, read_chunk, scan_chunk, Loaded, Tail};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::ChunkHeader;
 
@@ -49,7 +50,7 @@ pub fn inspect_dir(
             })
         }
     }
-    let (seqs, _) = list_chunks(dir)?;
+    let (seqs, _) = list_chunk_names(dir)?;
     let mut out = Vec::with_capacity(seqs.len());
     for (i, &seq) in seqs.iter().enumerate() {
         let path = chunk_path(dir, seq);
@@ -72,50 +73,50 @@ pub fn inspect_dir(
                 },
             ));
         }
-        match open_existing(&path, seq, false) {
-            Ok(Opened::ReadOnly(c)) => {
-                rep.header = Some(c.header);
-                let is_last = i + 1 == seqs.len();
-                let r = scan_chunk(
-                    c.region.bytes(),
-                    seq,
-                    c.header.epoch_tag(),
-                    is_last,
-                    &mut |s| {
-                        rep.records += 1;
-                        if matches!(s.record, crate::format::Record::Entry { .. }) {
-                            rep.entries += 1;
-                        }
-                        on_record(&DumpRecord {
-                            chunk: seq,
-                            offset: s.offset as u64,
-                            encoded_len: s.encoded_len as u64,
-                            hint: s.hint,
-                            record: OwnedRecord::from_record(&s.record),
-                        });
-                        Ok(())
-                    },
-                );
-                match r {
-                    Ok(t) => rep.tail = Some(t),
-                    Err(e) => {
-                        rep.error.get_or_insert(e);
-                    }
-                }
-            }
-            Ok(_) => {
-                rep.error.get_or_insert(Error::corrupt(
-                    seq,
-                    0,
-                    CorruptionKind::ShortFile { len: file_len },
-                ));
-            }
-            Err(e) => {
-                rep.error.get_or_insert(e);
-            }
+        if let Err(e) = inspect_chunk(&path, i + 1 == seqs.len(), &mut rep, on_record) {
+            rep.error.get_or_insert(e);
         }
         on_chunk(&rep);
         out.push(rep);
     }
     Ok(out)
+}
+
+/// Read one chunk file into memory (never mapped: the log may be live, see
+/// `docs/safety.md`) and scan it into `rep`.
+fn inspect_chunk(
+    path: &Path,
+    is_last: bool,
+    rep: &mut ChunkReport,
+    on_record: &mut dyn FnMut(&DumpRecord),
+) -> Result<()> {
+    let seq = rep.seq;
+    check_seq(path, seq)?;
+    let (header, bytes) = match read_chunk(path, seq)? {
+        Loaded::Chunk { header, bytes } => (header, bytes),
+        Loaded::Blank => {
+            return Err(Error::corrupt(
+                seq,
+                0,
+                CorruptionKind::ShortFile { len: rep.file_len },
+            ))
+        }
+    };
+    rep.header = Some(header);
+    let tail = scan_chunk(&bytes, seq, header.epoch_tag(), is_last, &mut |s| {
+        rep.records += 1;
+        if matches!(s.record, crate::format::Record::Entry { .. }) {
+            rep.entries += 1;
+        }
+        on_record(&DumpRecord {
+            chunk: seq,
+            offset: s.offset as u64,
+            encoded_len: s.encoded_len as u64,
+            hint: s.hint,
+            record: OwnedRecord::from_record(&s.record),
+        });
+        Ok(())
+    })?;
+    rep.tail = Some(tail);
+    Ok(())
 }

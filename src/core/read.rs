@@ -110,10 +110,18 @@ impl Reader {
         if from >= to {
             return Ok(Vec::new());
         }
-        let mut out = Vec::with_capacity((to - from).min(1 << 20) as usize);
+        // A range past either end fails anyway: say so before visiting (or allocating for)
+        // anything. The checks race with appends and purges only as a later read would.
+        let index = &self.shared.index;
+        let held = index.first().zip(index.last_index());
+        if held.is_none_or(|(first, last)| from < first || to - 1 > last) {
+            return Err(Error::OutOfRange { from, to });
+        }
+        // Room for the entries that exist, not for the range asked for.
+        let mut out = Vec::with_capacity((to - from).min(index.len() as u64) as usize);
         let mut cur = Cursor::default();
         let mut expect = from;
-        self.shared.index.visit(from, to, |i, loc| {
+        index.visit(from, to, |i, loc| {
             if i != expect {
                 return Err(Error::OutOfRange { from, to });
             }

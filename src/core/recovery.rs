@@ -190,6 +190,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     if let Some(blank) = drop_blank_newest(&config, &mut seqs)? {
         leftovers.push(blank);
     }
+    let newest = seqs.last().copied();
     let index = EntryIndex::default();
     let chunks = SkipMap::new();
     let mut state = LogState::default();
@@ -303,8 +304,11 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         }
         Ok(())
     })();
-    // A checksum failure is the real cause of anything replay tripped over.
-    verifier.finish()?;
+    // A checksum failure is the real cause of anything replay tripped over, unless the
+    // newest chunk is garbage (see `blame_newest`).
+    let blame = |e| super::blame::blame_newest(e, &dir, newest);
+    verifier.finish().map_err(blame)?;
+    let replayed = replayed.map_err(blame);
     replayed?;
     release_sealed(&chunks, tail.as_ref().map(|t| t.chunk.seq));
     if let Some(m) = metas.back() {

@@ -287,6 +287,7 @@ impl Writer {
         }
         if seq > crate::types::MAX_CHUNK_SEQ {
             return Err(Error::ChunkSeqOutOfRange {
+                path: chunk_path(self.owner.files().dir(), seq),
                 seq,
                 max: crate::types::MAX_CHUNK_SEQ,
             });

@@ -119,12 +119,30 @@ impl ChunkHeader {
                 field: "reserved",
             }));
         }
+        let chunk_size = raw.chunk_size.get();
+        if !chunk_size_in_range(chunk_size) {
+            return Err(HeaderError::Corrupt(CorruptionKind::BadHeaderField {
+                field: "chunk_size",
+            }));
+        }
         Ok(ChunkHeader {
             version,
             chunk_seq: raw.chunk_seq.get(),
             epoch: raw.epoch.get(),
-            chunk_size: raw.chunk_size.get(),
+            chunk_size,
             created_ms: raw.created_ms.get(),
         })
     }
 }
+
+/// Chunk sizes are whole 4 KiB pages, at most [`MAX_CHUNK_SIZE`](crate::MAX_CHUNK_SIZE)
+/// (offsets inside a chunk must fit in 32 bits), and never zero. `Config` asks for at least
+/// [`MIN_CHUNK_SIZE`](crate::MIN_CHUNK_SIZE) for new chunks; the reader accepts any page
+/// count, which is always longer than the header.
+fn chunk_size_in_range(size: u64) -> bool {
+    size != 0 && size % CHUNK_SIZE_ALIGN == 0 && size <= crate::config::MAX_CHUNK_SIZE
+}
+
+/// Chunk sizes are multiples of this.
+const CHUNK_SIZE_ALIGN: u64 = 4096;
+const _: () = assert!(CHUNK_SIZE_ALIGN >= HEADER_LEN as u64);

@@ -15,10 +15,12 @@ mod crash_util;
 mod d_engine;
 mod faults;
 mod fuzz_corpus;
+mod hostile;
 mod in_flight;
 mod in_flight_adapter;
 #[cfg(feature = "openraft")]
 mod in_flight_openraft;
+mod live_inspect;
 mod model;
 #[cfg(feature = "openraft")]
 mod openraft_suite;

@@ -94,8 +94,23 @@ impl Problem {
     }
 }
 
+/// The file at `path` is a regular file holding only zero bytes. Opened without blocking
+/// (a FIFO named like a chunk must not hang the command) and read, never mapped.
 fn all_zero(path: &Path) -> bool {
-    std::fs::read(path).is_ok_and(|b| b.iter().all(|&x| x == 0))
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return false;
+    };
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut b = Vec::new();
+    f.read_to_end(&mut b).is_ok() && b.iter().all(|&x| x == 0)
 }
 
 /// Problems in inspection reports, oldest chunk first. `dir` finds blank files.
