@@ -14,6 +14,7 @@ mod crash_util;
 #[cfg(feature = "d-engine")]
 mod d_engine;
 mod faults;
+mod fixtures;
 mod fuzz_corpus;
 mod hostile;
 mod in_flight;
