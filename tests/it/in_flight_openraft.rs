@@ -24,9 +24,9 @@ use crate::in_flight::{Acks, Clock, Fault};
 
 openraft::declare_raft_types!(pub Tc:);
 
-type Store = ChunkwalLogStore<Tc>;
+pub type Store = ChunkwalLogStore<Tc>;
 
-fn entry(index: u64) -> Entry<Tc> {
+pub fn entry(index: u64) -> Entry<Tc> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
         payload: EntryPayload::Normal(format!("e{index}")),
@@ -35,7 +35,7 @@ fn entry(index: u64) -> Entry<Tc> {
 
 /// openraft builds `LogFlushed` itself only; this store hands the one `blocking_append`
 /// builds to the test, which passes it on to the real store.
-struct Catch(mpsc::Sender<LogFlushed<Tc>>);
+pub struct Catch(pub mpsc::Sender<LogFlushed<Tc>>);
 
 impl RaftLogReader<Tc> for Catch {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(

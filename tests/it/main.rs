@@ -2,6 +2,8 @@
 
 mod ack_oracle;
 mod ack_oracle_adapter;
+#[cfg(feature = "openraft")]
+mod ack_oracle_openraft;
 mod adapter;
 mod basic;
 #[cfg(feature = "cli")]
