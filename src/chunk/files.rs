@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::file::{chunk_path, prepare_chunk, sync_dir, tmp_path};
@@ -58,6 +59,27 @@ pub enum FsEvent<'a> {
 /// Hears of every completed file-system operation (testing only).
 pub type FsObserver = Arc<dyn Fn(&FsEvent<'_>) + Send + Sync>;
 
+/// Counts of the file-system work done on a log directory since it was opened.
+#[derive(Debug, Default)]
+pub struct IoCounters {
+    /// Completed syncs of chunk data (msync).
+    pub syncs: AtomicU64,
+    /// Bytes those syncs covered (page-rounded ranges as asked, not what the kernel wrote).
+    pub synced_bytes: AtomicU64,
+    /// Completed directory fsyncs.
+    pub dir_syncs: AtomicU64,
+    /// Chunk files created new (preallocated: their blocks are unwritten extents).
+    pub chunks_created: AtomicU64,
+    /// Chunk files prepared from a recycled, purged chunk.
+    pub chunks_recycled: AtomicU64,
+}
+
+impl IoCounters {
+    fn bump(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 /// The log directory's files: the only code that creates, renames, removes or syncs them
 /// once a log is open.
 #[derive(Clone)]
@@ -66,6 +88,7 @@ pub struct Files {
     hook: Option<SyncHook>,
     recorder: Option<SyncRecorder>,
     observer: Option<FsObserver>,
+    io: Arc<IoCounters>,
 }
 
 impl std::fmt::Debug for Files {
@@ -87,7 +110,13 @@ impl Files {
             hook,
             recorder,
             observer,
+            io: Arc::default(),
         }
+    }
+
+    /// The I/O counters.
+    pub fn io(&self) -> &Arc<IoCounters> {
+        &self.io
     }
 
     /// The log directory.
@@ -104,6 +133,7 @@ impl Files {
     /// Prepare chunk `seq` as a temporary file (see [`prepare_chunk`]).
     pub fn prepare(&self, seq: u64, size: u64) -> Result<(File, ChunkHeader, PathBuf)> {
         let (f, h, tmp) = prepare_chunk(&self.dir, seq, size)?;
+        IoCounters::bump(&self.io.chunks_created, 1);
         self.tell(FsEvent::Create { path: &tmp });
         self.tell(FsEvent::SyncFile { path: &tmp });
         Ok((f, h, tmp))
@@ -149,6 +179,7 @@ impl Files {
     /// fsync the directory.
     pub fn sync_dir(&self) -> Result<()> {
         sync_dir(&self.dir)?;
+        IoCounters::bump(&self.io.dir_syncs, 1);
         self.tell(FsEvent::SyncDir { path: &self.dir });
         Ok(())
     }
@@ -171,6 +202,8 @@ impl Files {
             h(region.path())?;
         }
         region.sync_range(start, end - start)?;
+        IoCounters::bump(&self.io.syncs, 1);
+        IoCounters::bump(&self.io.synced_bytes, (end - start) as u64);
         let (start, end) = (start as u64, end.min(durable_to).max(start) as u64);
         if let Some(r) = &self.recorder {
             r(region.path(), start, end);

@@ -33,6 +33,16 @@ pub struct AccessStat {
     pub appended_entries: u64,
     /// Flush requests.
     pub flushes: u64,
+    /// Completed syncs of chunk data: with group commit, one per wave of flush requests.
+    pub syncs: u64,
+    /// Bytes those syncs covered (`synced_bytes / syncs` is the mean bytes per sync).
+    pub synced_bytes: u64,
+    /// Completed directory fsyncs (chunk installs, purges, recycling).
+    pub dir_syncs: u64,
+    /// Chunk files created new since open.
+    pub chunks_created: u64,
+    /// Chunk files prepared from a recycled, purged chunk since open.
+    pub chunks_recycled: u64,
 }
 
 impl Reader {
@@ -62,6 +72,7 @@ impl Reader {
     /// Counters.
     pub fn access_stat(&self) -> AccessStat {
         let c = &self.shared.counters;
+        let io = &self.shared.io;
         AccessStat {
             cache: self.shared.cache.stat(),
             reads: c.reads.load(Ordering::Relaxed),
@@ -69,6 +80,11 @@ impl Reader {
             appends: c.appends.load(Ordering::Relaxed),
             appended_entries: c.appended_entries.load(Ordering::Relaxed),
             flushes: c.flushes.load(Ordering::Relaxed),
+            syncs: io.syncs.load(Ordering::Relaxed),
+            synced_bytes: io.synced_bytes.load(Ordering::Relaxed),
+            dir_syncs: io.dir_syncs.load(Ordering::Relaxed),
+            chunks_created: io.chunks_created.load(Ordering::Relaxed),
+            chunks_recycled: io.chunks_recycled.load(Ordering::Relaxed),
         }
     }
 

@@ -377,6 +377,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         poison,
         durable,
         counters: Counters::default(),
+        io: Arc::clone(owner.files().io()),
         _lock: Arc::clone(&lock),
     });
     let fresh = end == HEADER_LEN;

@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub poison: Arc<Poison>,
     pub durable: Arc<DurableState>,
     pub counters: Counters,
+    /// File-system work counters (shared with the sync owner's files).
+    pub io: Arc<crate::chunk::IoCounters>,
     /// The directory lock (`LOCK`, flocked), held while the `Wal` or any `Reader` lives: no
     /// other opener can cut a torn tail under a live reader's index.
     pub _lock: Arc<std::fs::File>,
