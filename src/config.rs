@@ -49,6 +49,11 @@ pub struct Config {
     pub recovery_mode: RecoveryMode,
     /// Create the directory when missing. Default true.
     pub create_if_missing: bool,
+    /// Purged chunk files kept as spares and reused for new chunks (recycling), at most.
+    /// Default 4 (256 MiB of disk at the default chunk size); 0 removes purged chunks.
+    /// A recycled chunk's blocks are already written, so syncs into it convert no extent
+    /// (see `docs/tuning.md`).
+    pub recycle_chunks: usize,
     /// Fault injection: called before each msync of chunk data (feature `testing`).
     #[cfg(feature = "testing")]
     pub sync_hook: Option<SyncHook>,
@@ -75,6 +80,7 @@ impl std::fmt::Debug for Config {
             .field("flush_batch_max", &self.flush_batch_max)
             .field("recovery_mode", &self.recovery_mode)
             .field("create_if_missing", &self.create_if_missing)
+            .field("recycle_chunks", &self.recycle_chunks)
             .finish_non_exhaustive()
     }
 }
@@ -95,6 +101,7 @@ impl Config {
             flush_batch_max: 1024,
             recovery_mode: RecoveryMode::default(),
             create_if_missing: true,
+            recycle_chunks: 4,
             #[cfg(feature = "testing")]
             sync_hook: None,
             #[cfg(feature = "testing")]
@@ -116,6 +123,12 @@ impl Config {
     pub fn cache(mut self, max_items: usize, max_bytes: usize) -> Self {
         self.cache_max_items = max_items;
         self.cache_max_bytes = max_bytes;
+        self
+    }
+
+    /// Set how many purged chunk files are kept for reuse (0: none).
+    pub fn recycle_chunks(mut self, spares: usize) -> Self {
+        self.recycle_chunks = spares;
         self
     }
 

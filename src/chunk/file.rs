@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use fs2::FileExt;
 
+use super::recycle::{free_path, parse_free_name, tag_for_seq};
 use crate::error::{Error, Result};
 use crate::format::{ChunkHeader, FORMAT_VERSION};
 use crate::types::MAX_CHUNK_SEQ;
@@ -41,41 +42,57 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
-/// Sorted chunk sequence numbers in `dir`, and the leftover temporary files of an
-/// interrupted rotation (never part of the log), by name only: nothing is opened or
-/// checked. Changes nothing.
-pub fn list_chunk_names(dir: &Path) -> Result<(Vec<u64>, Vec<PathBuf>)> {
-    let mut seqs = Vec::new();
-    let mut tmps = Vec::new();
+/// What a log directory holds, by file name only.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Chunk sequence numbers, sorted.
+    pub seqs: Vec<u64>,
+    /// Leftover temporary files of an interrupted rotation (never part of the log), sorted.
+    pub tmps: Vec<PathBuf>,
+    /// Spares (purged chunks kept for reuse, see `recycle`), by their old sequence number,
+    /// sorted.
+    pub free: Vec<u64>,
+}
+
+/// Sorted chunk sequence numbers in `dir`, the leftover temporary files of an interrupted
+/// rotation, and the spares, by name only: nothing is opened or checked. Changes nothing.
+pub fn list_chunk_names(dir: &Path) -> Result<Listing> {
+    let mut l = Listing::default();
     let rd = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
     for ent in rd {
         let ent = ent.map_err(|e| Error::io("read directory", dir, e))?;
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some(seq) = parse_chunk_name(name) {
-            seqs.push(seq);
+            l.seqs.push(seq);
         } else if name.ends_with(TMP_SUFFIX) {
-            tmps.push(ent.path());
+            l.tmps.push(ent.path());
+        } else if let Some(seq) = parse_free_name(name) {
+            l.free.push(seq);
         }
     }
-    seqs.sort_unstable();
-    tmps.sort_unstable();
-    Ok((seqs, tmps))
+    l.seqs.sort_unstable();
+    l.tmps.sort_unstable();
+    l.free.sort_unstable();
+    Ok(l)
 }
 
 /// [`list_chunk_names`] for opening a log: refuses, before anything is opened or changed, a
-/// directory holding a chunk or temporary chunk file whose sequence number is past
+/// directory holding a chunk, temporary chunk file or spare whose sequence number is past
 /// [`MAX_CHUNK_SEQ`], or that is not a regular file (a FIFO there would block the open).
-pub fn list_chunks(dir: &Path) -> Result<(Vec<u64>, Vec<PathBuf>)> {
-    let (seqs, tmps) = list_chunk_names(dir)?;
-    for &seq in &seqs {
+pub fn list_chunks(dir: &Path) -> Result<Listing> {
+    let l = list_chunk_names(dir)?;
+    for &seq in &l.seqs {
         check_entry(&chunk_path(dir, seq), Some(seq))?;
     }
-    for p in &tmps {
+    for p in &l.tmps {
         let seq = p.file_name().and_then(|n| n.to_str()).and_then(tmp_seq);
         check_entry(p, seq)?;
     }
-    Ok((seqs, tmps))
+    for &seq in &l.free {
+        check_entry(&free_path(dir, seq), Some(seq))?;
+    }
+    Ok(l)
 }
 
 /// The sequence number in a temporary chunk file name.
@@ -218,13 +235,7 @@ pub fn prepare_chunk(dir: &Path, seq: u64, size: u64) -> Result<(File, ChunkHead
             .open(&tmp)
             .map_err(|e| Error::io("create chunk", &tmp, e))?;
         preallocate(&f, size).map_err(|e| Error::io("preallocate chunk", &tmp, e))?;
-        let header = ChunkHeader {
-            version: FORMAT_VERSION,
-            chunk_seq: seq,
-            epoch: random_epoch(seq),
-            chunk_size: size,
-            created_ms: now_ms(),
-        };
+        let header = new_header(seq, size);
         f.write_all(&header.encode())
             .map_err(|e| Error::io("write chunk header", &tmp, e))?;
         f.sync_all()
@@ -247,15 +258,29 @@ pub fn preallocate(f: &File, len: u64) -> std::io::Result<()> {
         .map_err(std::io::Error::from)
 }
 
+/// A fresh header for chunk `seq` of `size` bytes.
+pub fn new_header(seq: u64, size: u64) -> ChunkHeader {
+    ChunkHeader {
+        version: FORMAT_VERSION,
+        chunk_seq: seq,
+        epoch: chunk_epoch(seq),
+        chunk_size: size,
+        created_ms: now_ms(),
+    }
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A per-file random value. Mixes time, pid, a counter and ASLR through SipHash; it needs to
-/// differ between incarnations of a file, not to be unpredictable.
-fn random_epoch(seq: u64) -> u64 {
+/// The epoch of a new chunk `seq`: random high half, and the low half (the tag its records
+/// carry) given by the sequence number (see [`tag_for_seq`]), so that records of a recycled
+/// file's earlier lives never carry the new chunk's tag. The random half mixes time, pid, a
+/// counter and ASLR through SipHash; it needs to differ between files, not to be
+/// unpredictable.
+fn chunk_epoch(seq: u64) -> u64 {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -269,11 +294,5 @@ fn random_epoch(seq: u64) -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.write_u32(std::process::id());
-    let e = h.finish();
-    // A zero low half would make a zeroed record header carry a valid-looking epoch tag.
-    if e as u32 == 0 {
-        e | 1
-    } else {
-        e
-    }
+    (h.finish() & !0xFFFF_FFFF) | u64::from(tag_for_seq(seq))
 }

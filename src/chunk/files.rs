@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::file::{chunk_path, prepare_chunk, sync_dir, tmp_path};
+use super::file::{chunk_path, new_header, prepare_chunk, sync_dir, tmp_path};
 use super::mmap::Region;
+use super::recycle::{free_path, reuse_as, Pool};
 use crate::config::{SyncHook, SyncRecorder};
 use crate::error::{Error, Result};
 use crate::format::ChunkHeader;
@@ -89,6 +90,7 @@ pub struct Files {
     recorder: Option<SyncRecorder>,
     observer: Option<FsObserver>,
     io: Arc<IoCounters>,
+    pool: Arc<Pool>,
 }
 
 impl std::fmt::Debug for Files {
@@ -111,7 +113,15 @@ impl Files {
             recorder,
             observer,
             io: Arc::default(),
+            pool: Arc::default(),
         }
+    }
+
+    /// The same files, recycling purged chunks into a pool of at most `keep` spares, which
+    /// starts with the spares `found` (by old sequence number) at open.
+    pub fn with_pool(mut self, keep: usize, found: &[u64]) -> Self {
+        self.pool = Arc::new(Pool::new(keep, found));
+        self
     }
 
     /// The I/O counters.
@@ -130,13 +140,76 @@ impl Files {
         }
     }
 
-    /// Prepare chunk `seq` as a temporary file (see [`prepare_chunk`]).
+    /// Prepare chunk `seq` as a temporary file: from a spare when the pool has a reusable
+    /// one, else a new preallocated file (see [`prepare_chunk`]). Either way its header is
+    /// synced, and nothing of the log changes until [`Files::install`].
     pub fn prepare(&self, seq: u64, size: u64) -> Result<(File, ChunkHeader, PathBuf)> {
+        while let Some(old) = self.pool.take() {
+            if let Some(done) = self.prepare_recycled(old, seq, size)? {
+                return Ok(done);
+            }
+        }
         let (f, h, tmp) = prepare_chunk(&self.dir, seq, size)?;
         IoCounters::bump(&self.io.chunks_created, 1);
         self.tell(FsEvent::Create { path: &tmp });
         self.tell(FsEvent::SyncFile { path: &tmp });
         Ok((f, h, tmp))
+    }
+
+    /// Turn spare `old` into prepared chunk `seq`; `None` (and the spare removed) if it
+    /// turned out not to be reusable.
+    fn prepare_recycled(
+        &self,
+        old: u64,
+        seq: u64,
+        size: u64,
+    ) -> Result<Option<(File, ChunkHeader, PathBuf)>> {
+        let (from, tmp) = (free_path(&self.dir, old), tmp_path(&self.dir, seq));
+        match std::fs::rename(&from, &tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("recycle chunk", &from, e)),
+        }
+        self.tell(FsEvent::Rename {
+            from: &from,
+            to: &tmp,
+        });
+        let header = new_header(seq, size);
+        let reused = reuse_as(&tmp, old, seq, size, header);
+        match reused {
+            Ok(Some(f)) => {
+                IoCounters::bump(&self.io.chunks_recycled, 1);
+                self.tell(FsEvent::SyncFile { path: &tmp });
+                Ok(Some((f, header, tmp)))
+            }
+            Ok(None) => {
+                tracing::debug!(old, "spare not reusable, removing it");
+                self.remove(&tmp)
+                    .map_err(|e| Error::io("remove spare chunk", &tmp, e))?;
+                Ok(None)
+            }
+            Err(e) => {
+                let _ = self.remove(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Retire purged chunk `seq`, whose mapping was `region`: keep it as a spare if the
+    /// pool has room, else remove it. The caller syncs the directory after.
+    pub fn retire_chunk(&self, seq: u64, region: std::sync::Weak<Region>) -> io::Result<()> {
+        let path = chunk_path(&self.dir, seq);
+        if self.pool.has_room() {
+            let to = free_path(&self.dir, seq);
+            std::fs::rename(&path, &to)?;
+            self.tell(FsEvent::Rename {
+                from: &path,
+                to: &to,
+            });
+            self.pool.push(seq, region);
+            return Ok(());
+        }
+        self.remove(&path)
     }
 
     /// Rename prepared chunk `seq` into place, then fsync the directory.
@@ -169,11 +242,6 @@ impl Files {
             self.sync_dir()?;
         }
         Ok(())
-    }
-
-    /// Remove chunk `seq` (the caller syncs the directory after).
-    pub fn remove_chunk(&self, seq: u64) -> io::Result<()> {
-        self.remove(&chunk_path(&self.dir, seq))
     }
 
     /// fsync the directory.

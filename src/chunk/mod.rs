@@ -5,6 +5,7 @@ mod files;
 mod handle;
 mod mmap;
 mod owned;
+mod recycle;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -19,4 +20,5 @@ pub use files::{FsEvent, FsObserver};
 pub use handle::{open_existing, open_existing_from, Chunk, Opened};
 pub use mmap::{Region, RegionWriter, WriteBack};
 pub use owned::{read_chunk, Loaded};
+pub use recycle::free_path;
 pub use scan::{scan_chunk, scan_chunk_checked, Scanned, Tail};

@@ -29,12 +29,14 @@ pub enum Tail {
         /// Offset just past the seal.
         end: usize,
     },
-    /// The records end at `end` and only zero bytes follow.
+    /// The records end at `end` and nothing that could be a record of this chunk follows:
+    /// zero bytes, or records of a recycled chunk's earlier lives (other epoch tags).
     Clean {
         /// Offset just past the last complete group.
         end: usize,
     },
-    /// Bytes that no sync covered follow `end`: a torn write.
+    /// Bytes that no sync covered and that carry this chunk's epoch tag follow `end`: a
+    /// torn write.
     Torn {
         /// Offset just past the last complete group; the log resumes here.
         end: usize,
@@ -42,7 +44,8 @@ pub enum Tail {
         at: usize,
         /// What was wrong there.
         reason: CorruptionKind,
-        /// One past the last non-zero byte of the damaged region.
+        /// One past the last record header after `end` that carries this chunk's epoch
+        /// tag: zeroing `[end, garbage_end)` leaves nothing that can decode as a record.
         garbage_end: usize,
     },
 }
@@ -119,10 +122,7 @@ pub fn scan_chunk_checked<'a>(
         let reason = stop.unwrap_or(CorruptionKind::MissingSeal);
         return Err(Error::corrupt(seq, pos as u64, reason));
     }
-    let garbage_end = bytes
-        .get(end..)
-        .and_then(last_nonzero)
-        .map_or(end, |i| end + i + 1);
+    let garbage_end = garbage_end(bytes, end, epoch_tag);
     if garbage_end == end {
         return Ok(Tail::Clean { end });
     }
@@ -160,6 +160,39 @@ pub(super) fn last_nonzero(t: &[u8]) -> Option<usize> {
             return block.iter().rposition(|&b| b != 0).map(|i| at - B + i);
         }
         at -= B;
+    }
+    None
+}
+
+/// Where the garbage after the records (ending at `end`) ends; `end` if there is none.
+///
+/// Past the end there may be bytes no sync covered (a torn write), and in a recycled chunk
+/// the records of its earlier lives, which carry other epoch tags and can never decode
+/// here. Only what carries this chunk's tag could ever be taken for one of its records, so
+/// that is the garbage: everything up to the last header that carries it. Other non-zero
+/// bytes (stale contents, or a torn header cut before its tag) are left alone: they can
+/// never decode, and a recycled chunk's old contents are not damage.
+fn garbage_end(bytes: &[u8], end: usize, epoch_tag: u32) -> usize {
+    let nonzero_end = bytes
+        .get(end..)
+        .and_then(last_nonzero)
+        .map_or(end, |i| end + i + 1);
+    last_tagged(bytes, end, nonzero_end, epoch_tag).unwrap_or(end)
+}
+
+/// One past the last record header at an aligned offset in `[from, limit)` that carries
+/// `tag` and is not all zero, if any (a header cut short by the end of the file counts if its
+/// tag is there; the result never passes the end). Scans backwards.
+fn last_tagged(bytes: &[u8], from: usize, limit: usize, tag: u32) -> Option<usize> {
+    let want = tag.to_le_bytes();
+    let last = limit.checked_sub(1)?.min(bytes.len().checked_sub(16)?);
+    let mut p = last & !(RECORD_ALIGN - 1);
+    while p >= from {
+        let head = &bytes[p..(p + RECORD_HEADER_LEN).min(bytes.len())];
+        if head[12..16] == want && head.iter().any(|&b| b != 0) {
+            return Some(p + head.len());
+        }
+        p = p.checked_sub(RECORD_ALIGN)?;
     }
     None
 }

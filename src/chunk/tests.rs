@@ -175,3 +175,74 @@ fn write_back_uses_its_own_open_file_description() {
         "shares the mapping's description"
     );
 }
+
+/// A recycled chunk: the records of its earlier life (another tag) follow the new ones.
+fn recycled(new_recs: usize, old_recs: usize) -> (Vec<u8>, Vec<usize>) {
+    let mut buf = vec![0u8; 4096];
+    let mut off = HEADER_LEN;
+    for i in 0..old_recs as u64 {
+        let r = entry(100 + i);
+        let n = encoded_len(r.body_len());
+        write_frame(
+            &mut buf[off..off + n],
+            r.kind(),
+            0,
+            TAG ^ 0x5555,
+            0,
+            r.body_len(),
+            |b| r.write_body(b),
+        );
+        off += n;
+    }
+    let new: Vec<_> = (0..new_recs as u64).map(|i| (entry(i + 1), 0, 0)).collect();
+    let (fresh, offs) = image(&new, 4096);
+    let end = offs
+        .last()
+        .map_or(HEADER_LEN, |o| o + encoded_len(entry(0).body_len()));
+    buf[..end].copy_from_slice(&fresh[..end]);
+    (buf, offs)
+}
+
+#[test]
+fn records_of_a_recycled_chunks_earlier_life_end_it_cleanly() {
+    let (buf, offs) = recycled(2, 20);
+    let end = offs[1] + encoded_len(entry(2).body_len());
+    assert!(buf[end..].iter().any(|&b| b != 0), "stale bytes follow");
+    let (r, n) = count(&buf, true);
+    assert_eq!((r.unwrap(), n), (Tail::Clean { end }, 2));
+}
+
+#[test]
+fn a_header_with_the_chunks_tag_past_the_end_is_garbage_to_cut() {
+    let (mut buf, offs) = recycled(2, 20);
+    let end = offs[1] + encoded_len(entry(2).body_len());
+    // A torn record of this chunk's own, far past the end, among stale records.
+    let at = end + 40 * 8;
+    let r = entry(9);
+    let n = encoded_len(r.body_len());
+    write_frame(
+        &mut buf[at..at + n],
+        r.kind(),
+        0,
+        TAG,
+        0,
+        r.body_len(),
+        |b| r.write_body(b),
+    );
+    buf[at + 30] ^= 1;
+    match count(&buf, true).0 {
+        Ok(Tail::Torn {
+            end: e,
+            garbage_end,
+            ..
+        }) => {
+            assert_eq!(e, end);
+            assert_eq!(
+                garbage_end,
+                at + 24,
+                "everything up to the tagged header is cut"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

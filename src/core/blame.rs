@@ -9,7 +9,8 @@
 use std::path::Path;
 
 use crate::chunk::{chunk_path, read_chunk, scan_chunk, Loaded, Tail};
-use crate::error::Error;
+use crate::error::{CorruptionKind, Error};
+use crate::format::{decode_frame, FrameError, HEADER_LEN};
 
 /// `err` stopped an open of `dir`, whose newest chunk is `newest`. If `err` names the chunk
 /// just before it and the newest chunk is garbage, the newest chunk's own error; else `err`.
@@ -42,6 +43,17 @@ fn newest_garbage(dir: &Path, seq: u64) -> Option<Error> {
     }
     match verdict {
         Ok(Tail::Torn { at, reason, .. }) => Some(Error::corrupt(seq, at as u64, reason)),
+        // No record at all, but bytes where the first one should be: garbage too (a scan
+        // leaves untagged bytes alone, as a recycled chunk's old contents).
+        Ok(Tail::Clean { end }) if end == HEADER_LEN => match decode_frame(
+            bytes.get(HEADER_LEN..).unwrap_or_default(),
+            header.epoch_tag(),
+        ) {
+            Err(FrameError::Corrupt(reason)) if reason != CorruptionKind::ZeroHeader => {
+                Some(Error::corrupt(seq, HEADER_LEN as u64, reason))
+            }
+            _ => None,
+        },
         Ok(Tail::Clean { .. } | Tail::Sealed { .. }) => None,
         Err(e) => Some(e),
     }

@@ -50,7 +50,7 @@ pub fn inspect_dir(
             })
         }
     }
-    let (seqs, _) = list_chunk_names(dir)?;
+    let seqs = list_chunk_names(dir)?.seqs;
     let mut out = Vec::with_capacity(seqs.len());
     for (i, &seq) in seqs.iter().enumerate() {
         let path = chunk_path(dir, seq);

@@ -11,8 +11,8 @@ use parking_lot::RwLock;
 use super::shared::{apply, Counters, Shared};
 use super::writer::{ChunkMeta, Writer};
 use crate::chunk::{
-    chunk_path, list_chunks, open_existing, open_existing_from, scan_chunk, scan_chunk_checked,
-    sync_dir, tmp_path, Chunk, Opened, Region, RegionWriter, Tail,
+    chunk_path, free_path, list_chunks, open_existing, open_existing_from, scan_chunk,
+    scan_chunk_checked, sync_dir, tmp_path, Chunk, Opened, Region, RegionWriter, Tail,
 };
 use crate::config::{Config, RecoveryMode};
 use crate::error::{CorruptionKind, Error, Result};
@@ -177,7 +177,12 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     prepare_dir(&config)?;
     let lock = Arc::new(crate::chunk::lock_dir(&config.dir)?);
     let dir = config.dir.clone();
-    let (mut seqs, mut leftovers) = list_chunks(&dir)?;
+    let listing = list_chunks(&dir)?;
+    let (mut seqs, mut leftovers) = (listing.seqs, listing.tmps);
+    // Spares beyond what the pool keeps are removed with the leftovers.
+    let keep = listing.free.len().min(config.recycle_chunks);
+    let (spares, extra) = listing.free.split_at(keep);
+    leftovers.extend(extra.iter().map(|&s| free_path(&dir, s)));
     for w in seqs.windows(2) {
         if w[1] != w[0] + 1 {
             return Err(Error::corrupt(
@@ -319,7 +324,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     let poison = Arc::new(Poison::default());
     let durable = Arc::new(DurableState::new(0, None));
     let owner = Arc::new(SyncOwner::new(
-        config.files(),
+        config.files().with_pool(config.recycle_chunks, spares),
         Arc::clone(&durable),
         Arc::clone(&poison),
     ));

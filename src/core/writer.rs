@@ -2,7 +2,7 @@
 //! hand sync requests to the flush worker.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 
@@ -363,7 +363,7 @@ impl Writer {
     /// After a purge up to `upto`: drop fully purged old chunks from the read path and have
     /// the worker delete their files once the purge record is durable.
     pub fn retire_chunks(&mut self, upto: LogId) -> Result<()> {
-        let mut seqs = Vec::new();
+        let mut chunks = Vec::new();
         while self.metas.len() > 1 {
             let Some(m) = self.metas.front() else { break };
             if m.seq == self.active.seq || m.max_index.is_some_and(|x| x > upto.index) {
@@ -372,13 +372,17 @@ impl Writer {
             let Some(m) = self.metas.pop_front() else {
                 break;
             };
-            self.shared.chunks.remove(&m.seq);
-            seqs.push(m.seq);
+            let region = self
+                .shared
+                .chunks
+                .remove(&m.seq)
+                .map_or_else(Weak::new, |e| Arc::downgrade(&e.value().region));
+            chunks.push((m.seq, region));
         }
-        if seqs.is_empty() {
+        if chunks.is_empty() {
             return Ok(());
         }
         let target = self.target();
-        self.worker.send(Job::Retire { target, seqs })
+        self.worker.send(Job::Retire { target, chunks })
     }
 }

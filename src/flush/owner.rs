@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
@@ -250,21 +250,22 @@ impl SyncOwner {
         })
     }
 
-    /// After `target` is durable, remove the chunk files `seqs` (purged: nothing of them is
-    /// needed any more once the purge record is durable), oldest first, fsyncing the
-    /// directory after each: a file system may persist unlinks in any order, and a lost
-    /// unlink of an older chunk behind a durable one of a newer chunk would leave a gap that
-    /// open refuses (`MissingChunk`).
-    pub fn retire(&self, target: Target, seqs: &[u64]) -> Result<()> {
+    /// After `target` is durable, retire the chunk files `chunks` (purged: nothing of them
+    /// is needed any more once the purge record is durable; each comes with its mapping,
+    /// which must be gone before the file is reused), oldest first: each is kept as a spare
+    /// for recycling or removed, and the directory is fsynced after each. A file system may
+    /// persist renames and unlinks in any order, and a lost one of an older chunk behind a
+    /// durable one of a newer chunk would leave a gap that open refuses (`MissingChunk`).
+    pub fn retire(&self, target: Target, chunks: &[(u64, Weak<Region>)]) -> Result<()> {
         self.sync_to(target)?;
         let _turn = self.turn.lock();
-        for &seq in seqs {
-            if let Err(e) = self.files.remove_chunk(seq) {
+        for (seq, region) in chunks {
+            if let Err(e) = self.files.retire_chunk(*seq, Weak::clone(region)) {
                 // A leftover fully purged chunk is harmless: open skips over it.
-                tracing::warn!(seq, error = %e, "could not remove purged chunk");
+                tracing::warn!(seq, error = %e, "could not retire purged chunk");
                 return Ok(());
             }
-            // fsyncgate: a failed directory fsync may have dropped more than this unlink.
+            // fsyncgate: a failed directory fsync may have dropped more than this change.
             if let Err(e) = self.files.sync_dir() {
                 tracing::error!(error = %e, "fsync of the directory after purge failed");
                 return Err(self.fail("fsync directory", &e));

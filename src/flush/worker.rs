@@ -22,12 +22,12 @@ pub enum Job {
         /// Called with the result.
         callback: Option<Callback>,
     },
-    /// Once everything before `target` is durable, remove purged chunks `seqs`.
+    /// Once everything before `target` is durable, retire purged chunks (recycle or remove).
     Retire {
         /// The purge record's end.
         target: Target,
-        /// The chunks to remove.
-        seqs: Vec<u64>,
+        /// The chunks to retire, with their mappings.
+        chunks: Vec<(u64, std::sync::Weak<crate::chunk::Region>)>,
     },
     /// Reply once everything queued before it is done.
     Barrier(Sender<()>),
@@ -144,7 +144,9 @@ impl Worker {
                 Some(Job::Sync {
                     callback: Some(cb), ..
                 }) => cb(Ok(())),
-                Some(Job::Retire { target, seqs }) if self.owner.retire(target, &seqs).is_err() => {
+                Some(Job::Retire { target, chunks })
+                    if self.owner.retire(target, &chunks).is_err() =>
+                {
                     return;
                 }
                 Some(Job::Barrier(tx)) => {

@@ -81,7 +81,7 @@ fn torn_log() -> (tempfile::TempDir, PathBuf, u64) {
         .write(true)
         .open(&p)
         .unwrap()
-        .set_len(off + 5)
+        .set_len(off + 20)
         .unwrap();
     (d, p, off)
 }

@@ -88,7 +88,11 @@ impl Oracle {
             }
             FsEvent::Rename { from, to } => {
                 r.unsynced_names.remove(from);
-                r.durable_names.remove(from);
+                // A durably named chunk renamed away is retired (kept as a spare for
+                // recycling): like a removed one, its bytes were covered before.
+                if r.durable_names.remove(from) {
+                    r.retired.insert(from.to_path_buf());
+                }
                 // Its data before the rename was synced under the final name already.
                 r.retired.remove(to);
                 r.unsynced_names.insert(to.to_path_buf());

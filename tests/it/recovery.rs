@@ -112,7 +112,7 @@ fn strict_mode_refuses_a_torn_tail() {
         .write(true)
         .open(&p)
         .unwrap()
-        .set_len(off + 5)
+        .set_len(off + 20)
         .unwrap();
     let err = Wal::open(cfg(base.path()).recovery_mode(RecoveryMode::Strict)).unwrap_err();
     assert!(
