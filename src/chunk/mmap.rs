@@ -22,22 +22,22 @@ use memmap2::{MmapOptions, MmapRaw};
 #[derive(Debug)]
 pub struct Region {
     map: MmapRaw,
-    /// The file, while the region is being appended to (see [`Region::write_back_ahead`]):
-    /// its own open file description, not a dup of the mapping's, so that a writeback error
-    /// it sees is still reported to the msync of the mapping (each open file description has
-    /// its own error cursor). Dropped when its chunk is sealed, so a long log does not hold a
-    /// descriptor per chunk; `None` also where no second description could be opened (then
-    /// nothing is written back ahead).
+    /// The file, while the region is being appended to (see [`Region::fault_ahead`]): its
+    /// own open file description, not a dup of the mapping's, so that nothing done through
+    /// it can consume a writeback error before the msync of the mapping sees it (each open
+    /// file description has its own error cursor). Dropped when its chunk is sealed, so a
+    /// long log does not hold a descriptor per chunk; `None` also where no second
+    /// description could be opened (then pages are faulted in through the main mapping).
     file: parking_lot::Mutex<Option<Arc<File>>>,
     len: usize,
     published: AtomicUsize,
     path: PathBuf,
 }
 
-/// What [`Region::write_back_ahead`] did.
+/// What [`Region::fault_ahead`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteBack {
-    /// The range was written back.
+pub enum Ahead {
+    /// The range was faulted in.
     Done,
     /// The kernel refused a mapping or an advice (an old kernel): nothing was done.
     Refused,
@@ -149,69 +149,49 @@ impl Region {
     }
 
     /// The chunk is sealed: nothing more is written ahead of a writer here, so let go of
-    /// the file descriptor (an in-flight [`Region::write_back_ahead`] keeps its own handle).
+    /// the file descriptor (an in-flight [`Region::fault_ahead`] keeps its own handle).
     pub fn release_file(&self) {
         self.file.lock().take();
     }
 
-    /// Write back the still-zero pages `[off, off + len)` of a writable region ahead of the
-    /// writer, through a short-lived second mapping of the same file. Returns what happened,
-    /// or the error if the writeback failed. That error poisons the log. The kernel reports a
-    /// writeback error once to each open file description; this one is the region's own
-    /// (not the mapping's), so the mapping's next msync reports the same error too, and no
-    /// flush can be acknowledged over it.
+    /// Fault `[off, off + len)` of a writable region in ahead of the writer, through a
+    /// short-lived second mapping of the same file advised `MADV_RANDOM`, so that the page
+    /// cache backs it with single-page folios. Writes nothing back and changes no byte.
     ///
-    /// Why (measured on ext4, Linux 6.18; see `docs/durability.md`, "Page cache"):
-    /// - a preallocated chunk's blocks are *unwritten* extents, and the first sync of data
-    ///   into one also converts the extent on disk: an extra metadata write per sync.
-    ///   Writing the zeros back first pays that here, off the append path;
-    /// - the window is advised MADV_RANDOM, so the page cache backs it with single-page
-    ///   folios. Pages faulted in by a sequential writer are backed by folios of up to 2 MiB
-    ///   (readahead ramps up), and dirtying one byte of such a folio through a mapping
-    ///   dirties all of it: every msync of a 16 KiB batch then wrote 2 MiB.
+    /// Why (measured on ext4, Linux 6.18; see `docs/durability.md` §12 and
+    /// `docs/benchmarks.md`): pages faulted in by a sequential writer through the main
+    /// mapping are backed by folios of up to 2 MiB (fault-around and readahead ramp up), and
+    /// dirtying one byte of such a folio dirties all of it, so every msync of a 16 KiB batch
+    /// wrote whole large folios: 12-48 device bytes per payload byte instead of 1.2-1.7.
     ///
-    /// No byte changes: populating a page for writing and writing it back leaves its
-    /// contents alone. The caller still keeps this away from pages the writer is filling,
-    /// only because a writeback under its copies would make the writer wait.
-    pub fn write_back_ahead(&self, off: usize, len: usize) -> io::Result<WriteBack> {
+    /// A recycled chunk's blocks hold its old contents, which a write fault must read first:
+    /// `MADV_WILLNEED` starts that read for the whole window at once (single-page folios
+    /// too), so the faults that follow find the pages in the cache instead of reading them
+    /// one by one. A fresh chunk's unwritten extents read as zeros without any I/O.
+    pub fn fault_ahead(&self, off: usize, len: usize) -> Ahead {
         let Some(file) = self.file.lock().clone() else {
-            return Ok(WriteBack::Sealed);
+            return Ahead::Sealed;
         };
-        let file = &*file;
         let len = len.min(self.len.saturating_sub(off));
         if len == 0 {
-            return Ok(WriteBack::Done);
+            return Ahead::Done;
         }
-        let Ok(window) = MmapOptions::new().offset(off as u64).len(len).map_raw(file) else {
-            return Ok(WriteBack::Refused);
+        let Ok(window) = MmapOptions::new()
+            .offset(off as u64)
+            .len(len)
+            .map_raw(&*file)
+        else {
+            return Ahead::Refused;
         };
-        if window.advise(memmap2::Advice::Random).is_err()
-            || window.advise(memmap2::Advice::PopulateWrite).is_err()
-        {
-            return Ok(WriteBack::Refused);
+        if window.advise(memmap2::Advice::Random).is_err() {
+            return Ahead::Refused;
         }
-        // Write the pages back and wait, without the device cache flush an msync would add
-        // (it delayed every durable sync that queued behind it); the extents are converted
-        // when the writes complete, which is all this is for.
-        // In pieces, so that a durable sync queued behind one waits for a small write only.
-        const PIECE: usize = 256 << 10;
-        let fd = std::os::fd::AsRawFd::as_raw_fd(file);
-        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-            | libc::SYNC_FILE_RANGE_WRITE
-            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-        let mut at = off;
-        while at < off + len {
-            let n = (off + len - at).min(PIECE);
-            // SAFETY: a plain system call on a file descriptor kept open for this whole call
-            // by `file` (an `Arc` this function holds); it takes no pointers.
-            let r = unsafe { libc::sync_file_range(fd, at as i64, n as i64, flags) };
-            if r != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            at += n;
+        // A hint: without it the faults below read page by page.
+        let _ = window.advise(memmap2::Advice::WillNeed);
+        if window.advise(memmap2::Advice::PopulateWrite).is_err() {
+            return Ahead::Refused;
         }
-        drop(window);
-        Ok(WriteBack::Done)
+        Ahead::Done
     }
 
     /// msync(MS_SYNC) the byte range `[off, off + len)`: on return it is on stable storage.
@@ -308,8 +288,8 @@ fn own_description(file: &File) -> Option<File> {
 
 #[cfg(test)]
 impl Region {
-    /// The file used for write-back ahead of the writer (tests).
-    pub(crate) fn write_back_file(&self) -> Option<Arc<File>> {
+    /// The file used to fault pages in ahead of the writer (tests).
+    pub(crate) fn ahead_file(&self) -> Option<Arc<File>> {
         self.file.lock().clone()
     }
 }

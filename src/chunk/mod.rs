@@ -18,7 +18,7 @@ pub use files::{Files, IoCounters};
 #[cfg(feature = "testing")]
 pub use files::{FsEvent, FsObserver};
 pub use handle::{open_existing, open_existing_from, Chunk, Opened};
-pub use mmap::{Region, RegionWriter, WriteBack};
+pub use mmap::{Ahead, Region, RegionWriter};
 pub use owned::{read_chunk, Loaded};
 pub use recycle::free_path;
 pub use scan::{scan_chunk, scan_chunk_checked, Scanned, Tail};

@@ -153,7 +153,7 @@ fn last_nonzero_finds_the_last_set_byte_anywhere() {
 /// writeback error it consumes is still reported to the mapping's msync. A dup would share
 /// the description (and its file offset, which is how this test tells them apart).
 #[test]
-fn write_back_uses_its_own_open_file_description() {
+fn fault_ahead_uses_its_own_open_file_description() {
     use std::io::{Seek, SeekFrom};
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("c");
@@ -166,7 +166,7 @@ fn write_back_uses_its_own_open_file_description() {
         .unwrap();
     f.set_len(1 << 16).unwrap();
     let w = super::Region::map_writable(&f, 1 << 16, &path).unwrap();
-    let own = w.region().write_back_file().expect("a write-back file");
+    let own = w.region().ahead_file().expect("a fault-ahead file");
     f.seek(SeekFrom::Start(4096)).unwrap();
     let mut own_ref: &std::fs::File = &own;
     assert_eq!(

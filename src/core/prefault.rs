@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::chunk::{Region, WriteBack};
+use crate::chunk::{Ahead, Region};
 use crate::flush::{DurableState, Poison};
 
 /// How far ahead of the cursor pages are faulted in.
@@ -15,20 +15,18 @@ const PREFAULT_STEP: usize = 1 << 20;
 /// The writer counts as syncing as it goes while its unsynced bytes stay below this.
 const FOLLOW_LAG: usize = 1 << 20;
 
-/// A thread that prepares the active chunk's pages ahead of the writer, so that its copies
-/// land on mapped pages instead of taking page faults, and, while the writer syncs as it goes
-/// (durable appends), so that each sync writes only the bytes it must:
+/// A thread that faults the active chunk's pages in ahead of the writer, so that its copies
+/// land on mapped pages instead of taking page faults (and, in a recycled chunk, reading
+/// each page's old contents from disk first):
+/// - while the writer syncs as it goes (durable appends), through a `MADV_RANDOM` window,
+///   into single-page folios, so that each sync writes only the pages it must;
+/// - while it streams without syncing (buffered appends), through the main mapping: the
+///   kernel's larger folios make that 15-25% faster, and the few large syncs write them
+///   whole anyway.
 ///
-/// - while the writer syncs as it goes, each step first goes through
-///   [`Region::write_back_ahead`]: the zeros are written back (converting the unwritten
-///   extents, ~250-300 µs per durable 64 x 256 B batch instead of ~170 µs on ext4) into
-///   single-page folios (else one byte dirtied in a 2 MiB folio made every msync write
-///   2 MiB);
-/// - while it streams without syncing (buffered appends) that would only compete with it,
-///   so steps are just faulted in, and the kernel's larger folios make that cheaper.
-///
-/// Steps the writer already passed are skipped. An msync error here poisons the log like any
-/// other.
+/// Nothing is written back ahead: the first sync through a fresh chunk converts its
+/// unwritten extents itself (see `docs/durability.md` §12), and recycled chunks have none.
+/// Steps the writer already passed are skipped.
 pub(crate) struct Prefaulter {
     tx: Option<crossbeam_channel::Sender<PrefaultRequest>>,
     /// Pages of the active chunk before this offset were requested.
@@ -46,7 +44,7 @@ impl Drop for Prefaulter {
     }
 }
 
-/// "Prepare chunk `seq`'s pages up to `to`."
+/// "Fault chunk `seq`'s pages in up to `to`."
 type PrefaultRequest = (Arc<Region>, u64, usize);
 
 impl Prefaulter {
@@ -82,18 +80,18 @@ impl Prefaulter {
     }
 }
 
-/// The prefault thread. A step the writer was too close to write back is faulted in only,
-/// and retried by the next request (by then usually passed), so a writer that slows down
-/// after a fast burst still gets written-back steps soon.
+/// The prefault thread: each step not yet passed by the writer is faulted in, through a
+/// `MADV_RANDOM` window while the writer syncs as it goes (see [`Region::fault_ahead`]), else
+/// (or where the kernel refuses the window) through the main mapping.
 fn prefault_loop(
     rx: &crossbeam_channel::Receiver<PrefaultRequest>,
     poison: &Poison,
     durable: &DurableState,
 ) {
     let mut current: Option<Arc<Region>> = None;
-    // Steps of `current` before this offset were written back or passed by the writer.
+    // Steps of `current` before this offset were faulted in or passed by the writer.
     let mut done_to = 0;
-    let mut write_back = true;
+    let mut window = true;
     while let Ok((region, seq, to)) = rx.recv() {
         if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &region)) {
             current = Some(Arc::clone(&region));
@@ -103,31 +101,30 @@ fn prefault_loop(
         while off < to && !poison.is_set() {
             let n = (to - off).min(PREFAULT_STEP);
             let published = region.published();
-            if published >= off + n {
-                off += n;
-                done_to = off;
-                continue;
-            }
-            let following =
-                published - (durable.offset_in(seq) as usize).min(published) <= FOLLOW_LAG;
-            if write_back && following && published + PREFAULT_STEP <= off {
-                match region.write_back_ahead(off, n) {
-                    Ok(WriteBack::Done) => done_to = off + n,
-                    // A refused hint (old kernel): stop trying.
-                    Ok(WriteBack::Refused) => write_back = false,
+            if published < off + n {
+                let synced = (durable.offset_in(seq) as usize).min(published);
+                let follows = published - synced <= FOLLOW_LAG;
+                let how = if window && follows {
+                    region.fault_ahead(off, n)
+                } else {
+                    Ahead::Refused
+                };
+                match how {
+                    Ahead::Done => {}
                     // A stale request for a chunk that is sealed by now.
-                    Ok(WriteBack::Sealed) => break,
-                    Err(e) => {
-                        poison.poison("msync (ahead of the writer)", e.kind());
-                        return;
+                    Ahead::Sealed => break,
+                    // Streaming, or an old kernel (then stop trying the window). Without
+                    // MADV_POPULATE_WRITE at all the writer takes its own page faults.
+                    Ahead::Refused => {
+                        window &= !follows;
+                        if region.prefault(off, n).is_err() {
+                            break;
+                        }
                     }
                 }
             }
-            // A hint: an old kernel without MADV_POPULATE_WRITE just says no.
-            if region.prefault(off, n).is_err() {
-                break;
-            }
             off += n;
+            done_to = off;
         }
     }
 }
