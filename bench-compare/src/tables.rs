@@ -18,10 +18,10 @@ fn configs(v: &Value) -> Vec<(u64, String, &Value)> {
         .filter_map(|(k, x)| {
             let (kind, n) = k.split_at(1);
             let n: u64 = n.parse().ok()?;
-            let label = if kind == "w" {
-                format!("window {n}")
-            } else {
-                format!("{n} threads")
+            let label = match (kind, n) {
+                ("w", _) => format!("window {n}"),
+                (_, 1) => "1 thread".to_string(),
+                _ => format!("{n} threads"),
             };
             Some((n, label, x))
         })
@@ -49,7 +49,7 @@ fn pct_of_floor(doc: &Value, mb: Option<f64>) -> String {
 }
 
 const ROW_HEAD: &str = "| entries/s | MB/s | % of floor MB/s | ack p50 µs | p99 µs | p99.9 µs \
-    | device B / payload B | syncs/s | bytes/sync |";
+    | device B / payload B | syncs/s (chunkwal) | bytes/sync (chunkwal) |";
 
 /// The shared figures of one pipelined or steady row.
 fn row(doc: &Value, v: &Value) -> String {
@@ -204,7 +204,7 @@ fn steady_table(doc: &Value) -> String {
             "| {e} |{} {} | {} | {chunks} |\n",
             row(doc, st),
             fmt(g("dir_bytes_at_end").map(|b| b / 1048576.0)),
-            fmt(g("purges")),
+            g("purges").map_or("n/a".into(), |p| format!("{p:.0}")),
         );
         if e != "chunkwal" {
             peers.push((e.clone(), st));
@@ -316,8 +316,11 @@ pub fn section(doc: &Value, title: Option<&str>) -> String {
         s += "\n";
         s += &pipelined_table(doc);
     }
-    s += "\n";
-    s += &device_table(doc);
+    let measured = |k: &str| engines(doc).iter().any(|(_, v)| !v[k].is_null());
+    if measured("durable_batch") || measured("pipelined") || measured("steady") {
+        s += "\n";
+        s += &device_table(doc);
+    }
     let st = steady_table(doc);
     if !st.is_empty() {
         s += "\n";

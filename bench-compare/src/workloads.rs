@@ -133,41 +133,51 @@ fn rate(entries: usize, payload: usize, t: Duration) -> Value {
     })
 }
 
+/// `count` durable appends of `batch` entries after 16 unmeasured ones, in a fresh log;
+/// device writes counted from before the open until after the drop.
+fn durable<L: Log>(
+    root: &Path,
+    plan: &Plan,
+    batch: usize,
+    count: usize,
+    dev: Option<&Device>,
+) -> io::Result<Value> {
+    let p = payload(plan.payload);
+    let dir = tempfile::tempdir_in(root)?;
+    let meter = Meter::start(dev)?;
+    let mut log = L::open(dir.path(), &Opts::default())?;
+    // Warm-up: a few appends (file creation, first faults) not measured.
+    append_run(&mut log, 1, 16 * batch, batch, &p, true)?;
+    let first = 1 + 16 * batch as u64;
+    let n = count * batch;
+    let (t, lat) = append_run(&mut log, first, n, batch, &p, true)?;
+    drop(log);
+    let mut v = rate(n, plan.payload, t);
+    let key = if batch == 1 {
+        "latency"
+    } else {
+        "batch_latency"
+    };
+    v[key] = lat_json(lat);
+    v["device"] = meter.stop(((n + 16 * batch) * plan.payload) as u64)?;
+    Ok(v)
+}
+
 /// Durable batches, durable singles, buffered, warm reads: each in a fresh directory.
 /// Durable workloads also report device bytes written (open to close, `dev`).
 pub fn run_writes<L: Log>(root: &Path, plan: &Plan, dev: Option<&Device>) -> io::Result<Value> {
     let p = payload(plan.payload);
     let mut out = serde_json::Map::new();
 
-    {
-        let dir = tempfile::tempdir_in(root)?;
-        let meter = Meter::start(dev)?;
-        let mut log = L::open(dir.path(), &Opts::default())?;
-        // Warm-up: a few batches (file creation, first faults) not measured.
-        append_run(&mut log, 1, 16 * plan.batch, plan.batch, &p, true)?;
-        let first = 1 + 16 * plan.batch as u64;
-        let n = plan.batches * plan.batch;
-        let (t, lat) = append_run(&mut log, first, n, plan.batch, &p, true)?;
-        drop(log);
-        let mut v = rate(n, plan.payload, t);
-        v["batch_latency"] = lat_json(lat);
-        v["device"] = meter.stop(((n + 16 * plan.batch) * plan.payload) as u64)?;
-        out.insert("durable_batch".into(), v);
-    }
-
-    {
-        // Its own log, so its device writes are counted apart from the batches'.
-        let dir = tempfile::tempdir_in(root)?;
-        let meter = Meter::start(dev)?;
-        let mut log = L::open(dir.path(), &Opts::default())?;
-        append_run(&mut log, 1, 16, 1, &p, true)?;
-        let (t, lat) = append_run(&mut log, 17, plan.singles, 1, &p, true)?;
-        drop(log);
-        let mut v = rate(plan.singles, plan.payload, t);
-        v["latency"] = lat_json(lat);
-        v["device"] = meter.stop(((plan.singles + 16) * plan.payload) as u64)?;
-        out.insert("durable_single".into(), v);
-    }
+    out.insert(
+        "durable_batch".into(),
+        durable::<L>(root, plan, plan.batch, plan.batches, dev)?,
+    );
+    // Its own log, so its device writes are counted apart from the batches'.
+    out.insert(
+        "durable_single".into(),
+        durable::<L>(root, plan, 1, plan.singles, dev)?,
+    );
 
     if L::can_buffer() {
         let dir = tempfile::tempdir_in(root)?;
