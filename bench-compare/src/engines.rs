@@ -24,7 +24,10 @@ use bytes::Bytes;
 /// Engine options the harness varies.
 #[derive(Debug, Clone, Default)]
 pub struct Opts {
-    /// chunkwal: chunk size in bytes (None = default).
+    /// Segment size in bytes (None = each engine's default). chunkwal: `chunk_size`;
+    /// raft-engine: `target_file_size`, with `purge_threshold` = 3 x this; raft-log:
+    /// `chunk_max_size`; okaywal: `preallocate_bytes`, and (unless `keep_all`)
+    /// `checkpoint_after_bytes` = 3/4 of this, okaywal's default ratio.
     pub chunk_size: Option<u64>,
     /// chunkwal: cache bound in items (None = default).
     pub cache_items: Option<usize>,
@@ -139,19 +142,23 @@ impl raft_engine::MessageExt for RaftEngineEntry {
 }
 
 pub struct RaftEngine {
-    engine: raft_engine::Engine,
+    pub(crate) engine: raft_engine::Engine,
 }
 
 const REGION: u64 = 1;
 
 impl RaftEngine {
-    pub fn open_with(dir: &Path, lz4: bool) -> io::Result<Self> {
+    pub fn open_with(dir: &Path, lz4: bool, opts: &Opts) -> io::Result<Self> {
         let mut cfg = raft_engine::Config {
             dir: dir.to_string_lossy().into_owned(),
             ..Default::default()
         };
         if !lz4 {
             cfg.batch_compression_threshold = raft_engine::ReadableSize(0);
+        }
+        if let Some(c) = opts.chunk_size {
+            cfg.target_file_size = raft_engine::ReadableSize(c);
+            cfg.purge_threshold = raft_engine::ReadableSize(3 * c);
         }
         let engine = raft_engine::Engine::open(cfg).map_err(other)?;
         Ok(RaftEngine { engine })
@@ -161,8 +168,8 @@ impl RaftEngine {
 impl Log for RaftEngine {
     type Batch = Vec<protobuf::well_known_types::BytesValue>;
 
-    fn open(dir: &Path, _opts: &Opts) -> io::Result<Self> {
-        Self::open_with(dir, true)
+    fn open(dir: &Path, opts: &Opts) -> io::Result<Self> {
+        Self::open_with(dir, true, opts)
     }
 
     fn prepare(&self, first: u64, n: usize, payload: &Bytes) -> Self::Batch {
@@ -210,8 +217,8 @@ pub struct RaftEngineNoLz4(pub RaftEngine);
 
 impl Log for RaftEngineNoLz4 {
     type Batch = <RaftEngine as Log>::Batch;
-    fn open(dir: &Path, _opts: &Opts) -> io::Result<Self> {
-        RaftEngine::open_with(dir, false).map(RaftEngineNoLz4)
+    fn open(dir: &Path, opts: &Opts) -> io::Result<Self> {
+        RaftEngine::open_with(dir, false, opts).map(RaftEngineNoLz4)
     }
     fn prepare(&self, first: u64, n: usize, payload: &Bytes) -> Self::Batch {
         self.0.prepare(first, n, payload)
@@ -262,7 +269,7 @@ impl raft_log::Types for RlTypes {
     type LogId = (u64, u64);
     type LogPayload = RlPayload;
     type Vote = (u64, u64);
-    type Callback = SyncSender<io::Result<()>>;
+    type Callback = RlCallback;
     type UserData = String;
 
     fn log_index(log_id: &Self::LogId) -> u64 {
@@ -274,19 +281,37 @@ impl raft_log::Types for RlTypes {
     }
 }
 
-pub struct RaftLog(raft_log::RaftLog<RlTypes>);
+/// raft-log's flush callback: a blocking wait's channel, or a pipelined run's [`Ack`].
+pub enum RlCallback {
+    Wait(SyncSender<io::Result<()>>),
+    Ack(crate::pipe::Ack),
+}
+
+impl raft_log::Callback for RlCallback {
+    fn send(self, res: io::Result<()>) {
+        match self {
+            RlCallback::Wait(tx) => {
+                let _ = SyncSender::send(&tx, res);
+            }
+            RlCallback::Ack(a) => a.done(res.map_err(|e| e.to_string())),
+        }
+    }
+}
+
+pub struct RaftLog(pub(crate) raft_log::RaftLog<RlTypes>);
 
 impl RaftLog {
-    pub fn open_with(dir: &Path, batch_wait: Option<Duration>) -> io::Result<Self> {
+    pub fn open_with(dir: &Path, batch_wait: Option<Duration>, opts: &Opts) -> io::Result<Self> {
         let mut cfg = raft_log::Config::new(dir.to_string_lossy());
         cfg.wal.flush_batch_wait = batch_wait;
+        cfg.wal.chunk_max_size = opts.chunk_size.map(|c| c as usize);
         raft_log::RaftLog::open(Arc::new(cfg)).map(RaftLog)
     }
 
     fn flush_wait(&mut self) -> io::Result<()> {
         use raft_log::api::raft_log_writer::RaftLogWriter;
         let (tx, rx) = sync_channel(1);
-        self.0.flush(true, Some(tx))?;
+        self.0.flush(true, Some(RlCallback::Wait(tx)))?;
         rx.recv().map_err(other)?
     }
 }
@@ -294,8 +319,8 @@ impl RaftLog {
 impl Log for RaftLog {
     type Batch = Vec<((u64, u64), RlPayload)>;
 
-    fn open(dir: &Path, _opts: &Opts) -> io::Result<Self> {
-        Self::open_with(dir, None)
+    fn open(dir: &Path, opts: &Opts) -> io::Result<Self> {
+        Self::open_with(dir, None, opts)
     }
 
     fn prepare(&self, first: u64, n: usize, payload: &Bytes) -> Self::Batch {
@@ -344,8 +369,8 @@ pub struct RaftLogNoWait(pub RaftLog);
 
 impl Log for RaftLogNoWait {
     type Batch = <RaftLog as Log>::Batch;
-    fn open(dir: &Path, _opts: &Opts) -> io::Result<Self> {
-        RaftLog::open_with(dir, Some(Duration::ZERO)).map(RaftLogNoWait)
+    fn open(dir: &Path, opts: &Opts) -> io::Result<Self> {
+        RaftLog::open_with(dir, Some(Duration::ZERO), opts).map(RaftLogNoWait)
     }
     fn prepare(&self, first: u64, n: usize, payload: &Bytes) -> Self::Batch {
         self.0.prepare(first, n, payload)
@@ -407,7 +432,7 @@ impl okaywal::LogManager for Manager {
 }
 
 pub struct Okaywal {
-    wal: okaywal::WriteAheadLog,
+    pub(crate) wal: okaywal::WriteAheadLog,
     positions: Positions,
 }
 
@@ -417,6 +442,11 @@ impl Log for Okaywal {
     fn open(dir: &Path, opts: &Opts) -> io::Result<Self> {
         let positions: Positions = Arc::default();
         let mut cfg = okaywal::Configuration::default_for(dir);
+        if let Some(c) = opts.chunk_size {
+            cfg = cfg
+                .preallocate_bytes(c.min(u32::MAX as u64) as u32)
+                .checkpoint_after_bytes(c / 4 * 3);
+        }
         if opts.keep_all {
             // A Raft log must keep entries until purged: never checkpoint them away.
             cfg = cfg.checkpoint_after_bytes(u64::MAX);

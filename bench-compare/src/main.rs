@@ -2,13 +2,22 @@
 //!
 //! ```text
 //! cargo run --release -- [--dir /tmp] [--entries 1000000] [--engines a,b,...] [--out F]
+//!     [--rounds N] [--parts floor,basic,pipelined,steady] [--windows 1,8,32] [--threads 1,8]
+//!     [--chunk-size 8M] [--steady-mib 64] [--steady-window 8] [--floor-mib 64]
+//!     [--floor-small 500] [--docs DIR|none] [--section NAME] [--title TEXT]
 //! cargo run --release -- tuning [--dir /tmp]          # chunk size / cache sweep + SVGs
 //! ```
+//! Every flag is described in docs/benchmarks.md, "Methods".
 //! Reopen and memory are measured in a fresh child process per engine and repetition
 //! (`reopen-child`, re-exec of this binary) so earlier runs do not pollute the RSS.
 
+mod diskstats;
 mod engines;
+mod floor;
+mod pipe;
+mod pipelined;
 mod report;
+mod tables;
 mod tuning;
 mod workloads;
 
@@ -94,6 +103,13 @@ fn parse(argv: &[String]) -> io::Result<Args> {
             reads: 50_000,
             entries: 1_000_000,
             reopens: 3,
+            windows: vec![1, 8, 32],
+            threads: vec![1, 8],
+            chunk_size: 8 << 20,
+            steady_mib: 64,
+            steady_window: 8,
+            floor_mib: 64,
+            floor_small: 500,
         },
         engines: ENGINES.iter().map(|s| s.to_string()).collect(),
         out: here.join("results.json"),
@@ -105,10 +121,13 @@ fn parse(argv: &[String]) -> io::Result<Args> {
         let v = it
             .next()
             .ok_or_else(|| io::Error::other(format!("{k} needs a value")))?;
-        let num = || {
-            v.replace('_', "")
-                .parse::<usize>()
-                .map_err(|_| io::Error::other(format!("{k}: not a number: {v}")))
+        let num =
+            || parse_size(v).ok_or_else(|| io::Error::other(format!("{k}: not a number: {v}")));
+        let list = || {
+            v.split(',')
+                .map(parse_size)
+                .collect::<Option<Vec<usize>>>()
+                .ok_or_else(|| io::Error::other(format!("{k}: not a list of numbers: {v}")))
         };
         match k.as_str() {
             "--dir" => a.dir = v.into(),
@@ -123,10 +142,29 @@ fn parse(argv: &[String]) -> io::Result<Args> {
             "--reads" => a.plan.reads = num()?,
             "--reopens" => a.plan.reopens = num()?,
             "--payload" => a.plan.payload = num()?,
+            "--windows" => a.plan.windows = list()?,
+            "--threads" => a.plan.threads = list()?,
+            "--chunk-size" => a.plan.chunk_size = num()? as u64,
+            "--steady-mib" => a.plan.steady_mib = num()?,
+            "--steady-window" => a.plan.steady_window = num()?,
+            "--floor-mib" => a.plan.floor_mib = num()?,
+            "--floor-small" => a.plan.floor_small = num()?,
             _ => a.rest.push((k.clone(), v.clone())),
         }
     }
     Ok(a)
+}
+
+/// `123`, `1_000`, `64k`, `8M`, `1G` (binary suffixes).
+fn parse_size(v: &str) -> Option<usize> {
+    let v = v.trim().replace('_', "");
+    let (num, mul) = match v.chars().last()? {
+        'k' | 'K' => (&v[..v.len() - 1], 1 << 10),
+        'm' | 'M' => (&v[..v.len() - 1], 1 << 20),
+        'g' | 'G' => (&v[..v.len() - 1], 1 << 30),
+        _ => (&v[..], 1),
+    };
+    num.parse::<usize>().ok().map(|n| n * mul)
 }
 
 /// Spawn `reopen-child` for one engine and parse its JSON line.
@@ -197,35 +235,104 @@ fn machine() -> Value {
     })
 }
 
+/// The parts of a comparison run, in the order each round runs them.
+pub const PARTS: &[&str] = &["floor", "basic", "pipelined", "steady"];
+
+fn parts(a: &Args) -> io::Result<Vec<String>> {
+    let v: Vec<String> = a
+        .get("--parts")
+        .map(|p| p.split(',').map(str::to_string).collect())
+        .unwrap_or_else(|| PARTS.iter().map(|s| s.to_string()).collect());
+    if let Some(bad) = v.iter().find(|p| !PARTS.contains(&p.as_str())) {
+        return Err(io::Error::other(format!(
+            "unknown part {bad}; parts: {PARTS:?}"
+        )));
+    }
+    Ok(v)
+}
+
+/// One engine, one part of a round: the keys it adds to the engine's round object.
+fn run_part(
+    a: &Args,
+    part: &str,
+    e: &str,
+    dev: Option<&diskstats::Device>,
+) -> io::Result<Vec<(String, Value)>> {
+    let p = &a.plan;
+    Ok(match part {
+        "basic" => {
+            let w = with_engine!(e, L => workloads::run_writes::<L>(&a.dir, p, dev))?;
+            let opts = Opts {
+                keep_all: true,
+                ..Opts::default()
+            };
+            let mut kv: Vec<(String, Value)> = w
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            kv.push(("reopen".into(), reopen_test(e, &a.dir, p, &opts)?));
+            kv
+        }
+        "pipelined" => vec![("pipelined".into(), pipelined::pipelined(e, &a.dir, p, dev)?)],
+        "steady" => vec![("steady".into(), pipelined::steady(e, &a.dir, p, dev)?)],
+        _ => Vec::new(),
+    })
+}
+
+/// One round: the floor, then every part through every engine (engines interleaved
+/// within each part, so a change in load hits them alike).
+fn round(
+    a: &Args,
+    parts: &[String],
+    r: usize,
+    dev: Option<&diskstats::Device>,
+    per: &mut [Vec<Value>],
+) -> io::Result<Option<Value>> {
+    let mut fl = None;
+    let mut got: Vec<serde_json::Map<String, Value>> = vec![Default::default(); a.engines.len()];
+    for part in parts {
+        if part == "floor" {
+            eprintln!("== round {r}: device floor");
+            let fp = floor::FloorPlan {
+                mib: a.plan.floor_mib,
+                small: a.plan.floor_small,
+            };
+            fl = Some(floor::run(&a.dir, fp, dev)?);
+            eprintln!("{}", serde_json::to_string(&fl).unwrap_or_default());
+            continue;
+        }
+        for (k, e) in a.engines.iter().enumerate() {
+            eprintln!("== round {r}, {e}: {part}");
+            for (key, v) in run_part(a, part, e, dev)? {
+                eprintln!("{key}: {}", serde_json::to_string(&v).unwrap_or_default());
+                got[k].insert(key, v);
+            }
+        }
+    }
+    for (k, m) in got.into_iter().enumerate() {
+        per[k].push(Value::Object(m));
+    }
+    Ok(fl)
+}
+
 fn compare(a: &Args) -> io::Result<()> {
     std::fs::create_dir_all(&a.dir)?;
+    let started = started();
     let machine = machine();
-    // Rounds interleave the engines so a change in machine load hits all of them alike;
-    // every number reported is the median over rounds.
+    let parts = parts(a)?;
+    let dev = diskstats::Device::of(&a.dir)
+        .map_err(|e| eprintln!("no device bytes: {e}"))
+        .ok();
+    // Every number reported is the median over rounds.
     let rounds = a
         .get("--rounds")
         .and_then(|r| r.parse().ok())
         .unwrap_or(1usize)
         .max(1);
     let mut per: Vec<Vec<Value>> = vec![Vec::new(); a.engines.len()];
-    for round in 0..rounds {
-        for (k, e) in a.engines.iter().enumerate() {
-            eprintln!("== round {round}, {e}: writes and reads");
-            let w = with_engine!(e.as_str(), L => workloads::run_writes::<L>(&a.dir, &a.plan))?;
-            eprintln!(
-                "== round {round}, {e}: reopen of {} entries",
-                a.plan.entries
-            );
-            let opts = Opts {
-                keep_all: true,
-                ..Opts::default()
-            };
-            let r = reopen_test(e, &a.dir, &a.plan, &opts)?;
-            let mut v = w;
-            v["reopen"] = r;
-            eprintln!("{}", serde_json::to_string(&v).unwrap_or_default());
-            per[k].push(v);
-        }
+    let mut floors = Vec::new();
+    for r in 0..rounds {
+        floors.extend(round(a, &parts, r, dev.as_ref(), &mut per)?);
     }
     let mut results = serde_json::Map::new();
     let mut best = serde_json::Map::new();
@@ -235,24 +342,43 @@ fn compare(a: &Args) -> io::Result<()> {
     }
     let best = report::with_ratios(json!({ "results": Value::Object(best) }));
     let doc = json!({
+        "command": std::env::args().collect::<Vec<_>>(),
+        "started": started,
         "machine": machine,
         "loadavg_at_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         "plan": format!("{:?}", a.plan),
+        "parts": parts,
         "rounds": rounds,
         "per_round": a.engines.iter().zip(&per).map(|(e, r)| (e.clone(), json!(r))).collect::<serde_json::Map<_, _>>(),
         "dir": a.dir,
+        "mount": diskstats::mount_of(&a.dir),
+        "device": dev.as_ref().map(|d| json!({"name": d.name, "major": d.major, "minor": d.minor})),
+        "floor": report::median_of(&floors),
+        "floor_per_round": floors,
         "results": Value::Object(results),
     });
     let mut doc = report::with_ratios(doc);
     doc["best_of_rounds"] = best;
     std::fs::write(&a.out, serde_json::to_string_pretty(&doc)?)?;
-    println!("## Median over {rounds} rounds\n\n{}", report::table(&doc));
-    println!(
-        "## Best round per engine and metric\n\n{}",
-        report::table(&doc["best_of_rounds"])
-    );
+    let md = tables::section(&doc, a.get("--title"));
+    println!("{md}");
+    if a.docs.as_os_str() != "none" {
+        let section = a.get("--section").unwrap_or("tmp");
+        let f = a.docs.join("benchmarks.md");
+        tables::write_section(&f, section, &md)?;
+        eprintln!("wrote section {section} of {}", f.display());
+    }
     eprintln!("wrote {}", a.out.display());
     Ok(())
+}
+
+/// UTC start time, `date -u` style (no time crate in this harness).
+fn started() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
 
 fn main() -> io::Result<()> {
@@ -285,8 +411,7 @@ fn main() -> io::Result<()> {
         Some("table") => {
             let a = parse(&argv[1..])?;
             let doc: Value = serde_json::from_slice(&std::fs::read(&a.out)?)?;
-            println!("## Median\n\n{}", report::table(&doc));
-            println!("## Best round\n\n{}", report::table(&doc["best_of_rounds"]));
+            println!("{}", tables::section(&doc, a.get("--title")));
             Ok(())
         }
         _ => compare(&parse(&argv)?),

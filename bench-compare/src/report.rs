@@ -25,6 +25,16 @@ pub const METRICS: &[(&str, &str, bool)] = &[
         false,
     ),
     (
+        "durable_batch.batch_latency.p999_us",
+        "durable batch latency p99.9, us",
+        false,
+    ),
+    (
+        "durable_batch.device.per_payload_byte",
+        "durable batches, device bytes / payload byte",
+        false,
+    ),
+    (
         "durable_single.latency.p50_us",
         "durable single entry p50, us",
         false,
@@ -32,6 +42,16 @@ pub const METRICS: &[(&str, &str, bool)] = &[
     (
         "durable_single.latency.p99_us",
         "durable single entry p99, us",
+        false,
+    ),
+    (
+        "durable_single.latency.p999_us",
+        "durable single entry p99.9, us",
+        false,
+    ),
+    (
+        "durable_single.device.per_payload_byte",
+        "durable singles, device bytes / payload byte",
         false,
     ),
     (
@@ -64,7 +84,7 @@ pub fn get(v: &Value, path: &str) -> Option<f64> {
         .and_then(Value::as_f64)
 }
 
-fn fmt(x: Option<f64>) -> String {
+pub fn fmt(x: Option<f64>) -> String {
     match x {
         None => "n/a".into(),
         Some(x) if x.is_nan() => "n/a".into(),

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::diskstats::{Device, Meter};
 use crate::engines::{Log, Opts};
 
 /// Sizes of one comparison run.
@@ -26,6 +27,19 @@ pub struct Plan {
     pub entries: usize,
     /// Reopen repetitions (fresh child process each).
     pub reopens: usize,
+    /// Pipelined workload: flush windows of the callback engines (chunkwal, raft-log).
+    pub windows: Vec<usize>,
+    /// Pipelined workload: writer threads of the blocking engines (raft-engine, okaywal).
+    pub threads: Vec<usize>,
+    /// Steady state: segment size given to every engine (`Opts::chunk_size`).
+    pub chunk_size: u64,
+    /// Steady state: MiB of payload written.
+    pub steady_mib: usize,
+    /// Steady state: window (callback engines) or threads (blocking engines).
+    pub steady_window: usize,
+    /// Device floor: file size in MiB, and 16 KiB write + sync samples.
+    pub floor_mib: usize,
+    pub floor_small: usize,
 }
 
 /// A deterministic, incompressible payload.
@@ -42,7 +56,13 @@ pub fn pick(pool: &Bytes, i: u64) -> Bytes {
 
 /// A pool of `POOL` random payloads of `len` bytes each, back to back.
 pub fn payload(len: usize) -> Bytes {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    payload_seeded(len, 0)
+}
+
+/// Like [`payload`], from another seed: writer threads each get their own pool, so no two
+/// threads write the same payloads.
+pub fn payload_seeded(len: usize, seed: u64) -> Bytes {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ seed.wrapping_mul(0xD6E8_FEB8_6659_FD93);
     (0..len * POOL)
         .map(|_| {
             x ^= x << 13;
@@ -62,9 +82,18 @@ pub fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e6
 }
 
-fn lat_json(mut v: Vec<Duration>) -> Value {
+/// Latency percentiles in microseconds: p50, p99, p99.9, max and the mean.
+pub fn lat_json(mut v: Vec<Duration>) -> Value {
     v.sort();
-    json!({ "p50_us": pct(&v, 0.5), "p99_us": pct(&v, 0.99), "max_us": pct(&v, 1.0) })
+    let mean = v.iter().map(Duration::as_secs_f64).sum::<f64>() / v.len().max(1) as f64;
+    json!({
+        "samples": v.len(),
+        "p50_us": pct(&v, 0.5),
+        "p99_us": pct(&v, 0.99),
+        "p999_us": pct(&v, 0.999),
+        "max_us": pct(&v, 1.0),
+        "mean_us": mean * 1e6,
+    })
 }
 
 /// Append `count` entries in batches, timing only the engine call. Returns total time and
@@ -104,35 +133,51 @@ fn rate(entries: usize, payload: usize, t: Duration) -> Value {
     })
 }
 
+/// `count` durable appends of `batch` entries after 16 unmeasured ones, in a fresh log;
+/// device writes counted from before the open until after the drop.
+fn durable<L: Log>(
+    root: &Path,
+    plan: &Plan,
+    batch: usize,
+    count: usize,
+    dev: Option<&Device>,
+) -> io::Result<Value> {
+    let p = payload(plan.payload);
+    let dir = tempfile::tempdir_in(root)?;
+    let meter = Meter::start(dev)?;
+    let mut log = L::open(dir.path(), &Opts::default())?;
+    // Warm-up: a few appends (file creation, first faults) not measured.
+    append_run(&mut log, 1, 16 * batch, batch, &p, true)?;
+    let first = 1 + 16 * batch as u64;
+    let n = count * batch;
+    let (t, lat) = append_run(&mut log, first, n, batch, &p, true)?;
+    drop(log);
+    let mut v = rate(n, plan.payload, t);
+    let key = if batch == 1 {
+        "latency"
+    } else {
+        "batch_latency"
+    };
+    v[key] = lat_json(lat);
+    v["device"] = meter.stop(((n + 16 * batch) * plan.payload) as u64)?;
+    Ok(v)
+}
+
 /// Durable batches, durable singles, buffered, warm reads: each in a fresh directory.
-pub fn run_writes<L: Log>(root: &Path, plan: &Plan) -> io::Result<Value> {
+/// Durable workloads also report device bytes written (open to close, `dev`).
+pub fn run_writes<L: Log>(root: &Path, plan: &Plan, dev: Option<&Device>) -> io::Result<Value> {
     let p = payload(plan.payload);
     let mut out = serde_json::Map::new();
 
-    {
-        let dir = tempfile::tempdir_in(root)?;
-        let mut log = L::open(dir.path(), &Opts::default())?;
-        // Warm-up: a few batches (file creation, first faults) not measured.
-        append_run(&mut log, 1, 16 * plan.batch, plan.batch, &p, true)?;
-        let first = 1 + 16 * plan.batch as u64;
-        let (t, lat) = append_run(
-            &mut log,
-            first,
-            plan.batches * plan.batch,
-            plan.batch,
-            &p,
-            true,
-        )?;
-        let mut v = rate(plan.batches * plan.batch, plan.payload, t);
-        v["batch_latency"] = lat_json(lat);
-        out.insert("durable_batch".into(), v);
-
-        let first = first + (plan.batches * plan.batch) as u64;
-        let (t, lat) = append_run(&mut log, first, plan.singles, 1, &p, true)?;
-        let mut v = rate(plan.singles, plan.payload, t);
-        v["latency"] = lat_json(lat);
-        out.insert("durable_single".into(), v);
-    }
+    out.insert(
+        "durable_batch".into(),
+        durable::<L>(root, plan, plan.batch, plan.batches, dev)?,
+    );
+    // Its own log, so its device writes are counted apart from the batches'.
+    out.insert(
+        "durable_single".into(),
+        durable::<L>(root, plan, 1, plan.singles, dev)?,
+    );
 
     if L::can_buffer() {
         let dir = tempfile::tempdir_in(root)?;
