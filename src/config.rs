@@ -54,6 +54,11 @@ pub struct Config {
     /// A recycled chunk's blocks are already written, so syncs into it convert no extent
     /// (see `docs/tuning.md`).
     pub recycle_chunks: usize,
+    /// Backpressure: when more than this many bytes of the active chunk are written but not
+    /// yet durable, [`crate::Wal::append`] syncs (or waits for the sync running) before it
+    /// returns. Default `None`: the writer never waits for the flush thread, and memory
+    /// and the page cache bound how far it can run ahead.
+    pub max_unsynced_bytes: Option<u64>,
     /// Fault injection: called before each msync of chunk data (feature `testing`).
     #[cfg(feature = "testing")]
     pub sync_hook: Option<SyncHook>,
@@ -81,6 +86,7 @@ impl std::fmt::Debug for Config {
             .field("recovery_mode", &self.recovery_mode)
             .field("create_if_missing", &self.create_if_missing)
             .field("recycle_chunks", &self.recycle_chunks)
+            .field("max_unsynced_bytes", &self.max_unsynced_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +108,7 @@ impl Config {
             recovery_mode: RecoveryMode::default(),
             create_if_missing: true,
             recycle_chunks: 4,
+            max_unsynced_bytes: None,
             #[cfg(feature = "testing")]
             sync_hook: None,
             #[cfg(feature = "testing")]
@@ -129,6 +136,12 @@ impl Config {
     /// Set how many purged chunk files are kept for reuse (0: none).
     pub fn recycle_chunks(mut self, spares: usize) -> Self {
         self.recycle_chunks = spares;
+        self
+    }
+
+    /// Set the backpressure bound (see [`Config::max_unsynced_bytes`]).
+    pub fn max_unsynced_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.max_unsynced_bytes = bytes;
         self
     }
 

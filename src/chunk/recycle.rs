@@ -95,12 +95,30 @@ impl Pool {
     }
 
     /// Take the oldest spare that no live mapping refers to.
+    ///
+    /// A purged chunk leaves the read path's skip list at once, but the list frees the
+    /// removed node (which holds the chunk, and so its mapping) only once crossbeam-epoch
+    /// collects it, after every reader that could still see the node is done. When every
+    /// spare looks mapped, that collection is pushed along (a few pin-and-flush rounds,
+    /// which never free anything still reachable) before the answer is taken as final.
     pub fn take(&self) -> Option<u64> {
-        let mut s = self.spares.lock();
-        let i = s
-            .iter()
-            .position(|sp| sp.region.as_ref().is_none_or(|r| r.strong_count() == 0))?;
-        s.remove(i).map(|sp| sp.seq)
+        for round in 0..4 {
+            let mut s = self.spares.lock();
+            if s.is_empty() {
+                return None;
+            }
+            let free = s
+                .iter()
+                .position(|sp| sp.region.as_ref().is_none_or(|r| r.strong_count() == 0));
+            if let Some(i) = free {
+                return s.remove(i).map(|sp| sp.seq);
+            }
+            drop(s);
+            if round < 3 {
+                crossbeam_epoch::pin().flush();
+            }
+        }
+        None
     }
 }
 

@@ -120,7 +120,16 @@ impl Wal {
         if ids.is_empty() {
             return Ok(());
         }
-        self.write_op(|w| self.append_locked(w, &ids, &payloads))
+        let wait = self.write_op(|w| {
+            self.append_locked(w, &ids, &payloads)?;
+            Ok(w.backpressure())
+        })?;
+        // Configured backpressure: the append waits, outside the writer mutex, until
+        // enough of what was written is durable (a sync already running is merged with).
+        match wait {
+            Some((owner, target)) => owner.sync_to(target),
+            None => Ok(()),
+        }
     }
 
     fn append_locked(&self, w: &mut Writer, ids: &[LogId], payloads: &[Bytes]) -> Result<()> {

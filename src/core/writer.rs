@@ -279,6 +279,15 @@ impl Writer {
         }
     }
 
+    /// Under `Config::max_unsynced_bytes`: if more than that many bytes of the active chunk
+    /// are written but not durable, the point to sync to before the append returns.
+    pub fn backpressure(&self) -> Option<(Arc<SyncOwner>, Target)> {
+        let max = self.config.max_unsynced_bytes?;
+        let durable = self.shared.durable.offset_in(self.active.seq) as u64;
+        let lag = (self.w.cursor() as u64).saturating_sub(durable);
+        (lag > max).then(|| (Arc::clone(&self.owner), self.target()))
+    }
+
     /// Prepare the next chunk if it is not ready yet.
     pub fn ensure_spare(&mut self) -> Result<()> {
         let seq = self.active.seq + 1;

@@ -32,3 +32,4 @@ mod power_loss;
 mod power_loss_dirops;
 mod races;
 mod recovery;
+mod recycling;
