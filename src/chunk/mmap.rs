@@ -3,8 +3,9 @@
 //! Invariants this module enforces with its API (see `docs/safety.md`):
 //! - bytes `[0, published)` never change again while the map exists; readers only ever get
 //!   slices of that prefix;
-//! - exactly one [`RegionWriter`] exists per writable region, and it writes only at or past
-//!   `published`, so no reader slice ever aliases a write;
+//! - exactly one [`RegionWriter`] exists per writable region, and it writes (with `pwrite`,
+//!   never through the mapping: every map is read-only) only at or past `published`, so no
+//!   reader slice ever aliases a write;
 //! - the file is preallocated to the mapped length before mapping and is never shrunk while
 //!   mapped, so no access faults with SIGBUS.
 #![allow(unsafe_code)]
@@ -22,50 +23,68 @@ use memmap2::{MmapOptions, MmapRaw};
 #[derive(Debug)]
 pub struct Region {
     map: MmapRaw,
-    /// The file, while the region is being appended to (see [`Region::fault_ahead`]): its
-    /// own open file description, not a dup of the mapping's, so that nothing done through
-    /// it can consume a writeback error before the msync of the mapping sees it (each open
-    /// file description has its own error cursor). Dropped when its chunk is sealed, so a
-    /// long log does not hold a descriptor per chunk; `None` also where no second
-    /// description could be opened (then pages are faulted in through the main mapping).
+    /// The file, while the region is being appended to: the prefault thread reads ahead
+    /// through it ([`Region::read_ahead`]). Dropped when its chunk is sealed, so a long log
+    /// does not hold a descriptor per chunk.
     file: parking_lot::Mutex<Option<Arc<File>>>,
     len: usize,
     published: AtomicUsize,
     path: PathBuf,
 }
 
-/// What [`Region::fault_ahead`] did.
+/// What [`Region::read_ahead`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ahead {
-    /// The range was faulted in.
+    /// The read ahead was started.
     Done,
-    /// The kernel refused a mapping or an advice (an old kernel): nothing was done.
+    /// The kernel refused the advice: nothing was done.
     Refused,
     /// The chunk was sealed meanwhile: nothing to do.
     Sealed,
 }
 
-/// The unique write handle of a writable [`Region`].
+/// The unique write handle of a writable [`Region`]: appends go through `pwrite` on its
+/// file, at or past the published watermark, and become readable through the mapping once
+/// published.
 #[derive(Debug)]
 pub struct RegionWriter {
     region: Arc<Region>,
     cursor: usize,
+    file: Arc<File>,
 }
 
 impl Region {
-    /// Map `len` bytes of `file` read-write. The caller guarantees the file is at least `len`
-    /// bytes long and its blocks are allocated. Nothing is published yet.
+    /// Map `len` bytes of `file` (opened read-write) for appending: the map itself is
+    /// read-only, writes go through the returned writer's `pwrite`. The caller guarantees the
+    /// file is at least `len` bytes long and its blocks are allocated. Nothing is published
+    /// yet.
+    ///
+    /// Why not copy into a writable map: every sync of a written range write-protects the
+    /// mapping's page-table entries of each page it cleans, with a TLB-shootdown IPI to the
+    /// other CPUs running this process (the writer, above all) per page, and the writer then
+    /// faults on the page it is filling. Measured with 8 to 32 batches in flight that halved
+    /// durable throughput (`docs/durability.md` §12). Pages written with `pwrite` are in no
+    /// page table, so a sync only writes them.
+    ///
+    /// A shared mapping of a file opened for writing keeps `VM_SHARED`, so `msync` of this
+    /// read-only map still makes the range durable (`vfs_fsync_range`); it would not if the
+    /// file were opened read-only.
     pub fn map_writable(file: &File, len: usize, path: &Path) -> io::Result<RegionWriter> {
         check_len(file, len)?;
-        let map = MmapOptions::new().len(len).map_raw(file)?;
+        let map = MmapOptions::new().len(len).map_raw_read_only(file)?;
+        let file = Arc::new(file.try_clone()?);
         let region = Arc::new(Region {
             map,
-            file: parking_lot::Mutex::new(own_description(file).map(Arc::new)),
+            file: parking_lot::Mutex::new(Some(Arc::clone(&file))),
             len,
             published: AtomicUsize::new(0),
             path: path.to_path_buf(),
         });
-        Ok(RegionWriter { region, cursor: 0 })
+        Ok(RegionWriter {
+            region,
+            cursor: 0,
+            file,
+        })
     }
 
     /// Map `len` bytes of `file` read-only; all of it is published.
@@ -101,7 +120,7 @@ impl Region {
         let n = self.published();
         // SAFETY: `[0, n)` lies inside the mapping (n <= len, enforced by `publish`), the
         // mapping lives as long as `self`, and published bytes are never written again:
-        // the single writer only writes at or past `published` (see `RegionWriter::space`).
+        // the single writer only writes at or past `published` (see `RegionWriter::write`).
         unsafe { std::slice::from_raw_parts(self.map.as_ptr(), n) }
     }
 
@@ -136,39 +155,19 @@ impl Region {
         }
     }
 
-    /// Fault in `[off, off + len)` for writing ahead of the writer (MADV_POPULATE_WRITE), so
-    /// page-fault and zero-fill work happens on the caller's thread instead of the writer's.
-    /// A hint: errors (for example an older kernel) are for the caller to ignore.
-    pub fn prefault(&self, off: usize, len: usize) -> io::Result<()> {
-        let len = len.min(self.len.saturating_sub(off));
-        if len == 0 {
-            return Ok(());
-        }
-        self.map
-            .advise_range(memmap2::Advice::PopulateWrite, off, len)
-    }
-
-    /// The chunk is sealed: nothing more is written ahead of a writer here, so let go of
-    /// the file descriptor (an in-flight [`Region::fault_ahead`] keeps its own handle).
+    /// The chunk is sealed: nothing more is read ahead of a writer here, so let go of the
+    /// file descriptor (an in-flight [`Region::read_ahead`] keeps its own handle).
     pub fn release_file(&self) {
         self.file.lock().take();
     }
 
-    /// Fault `[off, off + len)` of a writable region in ahead of the writer, through a
-    /// short-lived second mapping of the same file advised `MADV_RANDOM`, so that the page
-    /// cache backs it with single-page folios. Writes nothing back and changes no byte.
-    ///
-    /// Why (measured on ext4, Linux 6.18; see `docs/durability.md` §12 and
-    /// `docs/benchmarks.md`): pages faulted in by a sequential writer through the main
-    /// mapping are backed by folios of up to 2 MiB (fault-around and readahead ramp up), and
-    /// dirtying one byte of such a folio dirties all of it, so every msync of a 16 KiB batch
-    /// wrote whole large folios: 12-48 device bytes per payload byte instead of 1.2-1.7.
-    ///
-    /// A recycled chunk's blocks hold its old contents, which a write fault must read first:
-    /// `MADV_WILLNEED` starts that read for the whole window at once (single-page folios
-    /// too), so the faults that follow find the pages in the cache instead of reading them
-    /// one by one. A fresh chunk's unwritten extents read as zeros without any I/O.
-    pub fn fault_ahead(&self, off: usize, len: usize) -> Ahead {
+    /// Start reading `[off, off + len)` into the page cache ahead of the writer
+    /// (`POSIX_FADV_WILLNEED`), so that its `pwrite`s find the pages there: a recycled
+    /// chunk's pages hold its old contents, which a write that does not cover a whole page
+    /// would otherwise read from disk on the writer's thread; a fresh chunk's unwritten
+    /// extents read as zeros without I/O, and its pages are allocated here instead of in
+    /// the writer's copies. A hint: it changes no byte.
+    pub fn read_ahead(&self, off: usize, len: usize) -> Ahead {
         let Some(file) = self.file.lock().clone() else {
             return Ahead::Sealed;
         };
@@ -176,22 +175,13 @@ impl Region {
         if len == 0 {
             return Ahead::Done;
         }
-        let Ok(window) = MmapOptions::new()
-            .offset(off as u64)
-            .len(len)
-            .map_raw(&*file)
-        else {
-            return Ahead::Refused;
+        let Some(len) = std::num::NonZeroU64::new(len as u64) else {
+            return Ahead::Done;
         };
-        if window.advise(memmap2::Advice::Random).is_err() {
-            return Ahead::Refused;
+        match rustix::fs::fadvise(&*file, off as u64, Some(len), rustix::fs::Advice::WillNeed) {
+            Ok(()) => Ahead::Done,
+            Err(_) => Ahead::Refused,
         }
-        // A hint: without it the faults below read page by page.
-        let _ = window.advise(memmap2::Advice::WillNeed);
-        if window.advise(memmap2::Advice::PopulateWrite).is_err() {
-            return Ahead::Refused;
-        }
-        Ahead::Done
     }
 
     /// msync(MS_SYNC) the byte range `[off, off + len)`: on return it is on stable storage.
@@ -218,8 +208,8 @@ impl RegionWriter {
     /// so none can happen while this borrow lives. Used by recovery to scan the tail.
     pub fn full_view(&self) -> &[u8] {
         // SAFETY: the whole mapping is valid for `len` bytes for the life of `self.region`;
-        // the only writer is `self`, and it cannot write while this shared borrow of `self`
-        // is alive. Concurrent readers only read.
+        // the only writer is `self` (through `pwrite`), and it cannot write while this shared
+        // borrow of `self` is alive. Concurrent readers only read.
         unsafe { std::slice::from_raw_parts(self.region.map.as_ptr(), self.region.len) }
     }
 
@@ -233,25 +223,37 @@ impl RegionWriter {
         self.region.len - self.cursor
     }
 
-    /// The unpublished bytes `[cursor, cursor + len)` for writing, if they fit.
-    pub fn space(&mut self, len: usize) -> Option<&mut [u8]> {
-        let end = self.cursor.checked_add(len)?;
-        if end > self.region.len {
-            return None;
-        }
+    /// Write `buf` at the cursor (`pwrite`, at or past the published watermark) and move the
+    /// cursor past it. Not yet readable: see [`RegionWriter::publish`]. A short or failed
+    /// write leaves the cursor where it was.
+    pub fn write(&mut self, buf: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let end = self
+            .cursor
+            .checked_add(buf.len())
+            .filter(|&e| e <= self.region.len);
+        let Some(end) = end else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "write past the end of the chunk",
+            ));
+        };
         debug_assert!(self.cursor >= self.region.published());
-        // SAFETY: `[cursor, end)` is inside the mapping (checked above) and at or past
-        // `published` (cursor only moves forward from a value >= published, and publish sets
-        // published <= cursor), so no reader holds a slice of it; `&mut self` makes this the
-        // only live mutable view. The map was created writable (`map_raw`).
-        Some(unsafe {
-            std::slice::from_raw_parts_mut(self.region.map.as_mut_ptr().add(self.cursor), len)
-        })
+        self.file.write_all_at(buf, self.cursor as u64)?;
+        self.cursor = end;
+        Ok(())
     }
 
-    /// Advance the cursor past bytes written through [`RegionWriter::space`].
-    pub fn advance(&mut self, len: usize) {
-        self.cursor = (self.cursor + len).min(self.region.len);
+    /// Write `len` zero bytes at the cursor (recovery: over a torn tail).
+    pub fn write_zeros(&mut self, len: usize) -> io::Result<()> {
+        let zeros = vec![0u8; len.min(1 << 20)];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(zeros.len());
+            self.write(&zeros[..n])?;
+            left -= n;
+        }
+        Ok(())
     }
 
     /// Publish everything before the cursor to readers.
@@ -271,26 +273,6 @@ impl AsRef<[u8]> for MappedSlice {
     fn as_ref(&self) -> &[u8] {
         // `bytes_at` checked the range was published, and published never shrinks.
         self.region.slice(self.off, self.len).unwrap_or_default()
-    }
-}
-
-/// A second open file description of `file` (reopened through `/proc/self/fd`), unlike
-/// `try_clone`, which dups the descriptor and shares the description and its writeback-error
-/// cursor. `None` where that is not possible (no `/proc`).
-fn own_description(file: &File) -> Option<File> {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/proc/self/fd/{fd}"))
-        .ok()
-}
-
-#[cfg(test)]
-impl Region {
-    /// The file used to fault pages in ahead of the writer (tests).
-    pub(crate) fn ahead_file(&self) -> Option<Arc<File>> {
-        self.file.lock().clone()
     }
 }
 

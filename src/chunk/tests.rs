@@ -149,15 +149,13 @@ fn last_nonzero_finds_the_last_set_byte_anywhere() {
     }
 }
 
-/// D3: the write-back ahead of the writer runs on its own open file description, so a
-/// writeback error it consumes is still reported to the mapping's msync. A dup would share
-/// the description (and its file offset, which is how this test tells them apart).
+/// Appends go through `pwrite`: readable through the (read-only) map once published, in the
+/// file at once, and never past the chunk's end.
 #[test]
-fn fault_ahead_uses_its_own_open_file_description() {
-    use std::io::{Seek, SeekFrom};
+fn writes_land_in_the_file_and_show_through_the_map_once_published() {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("c");
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .read(true)
@@ -165,15 +163,19 @@ fn fault_ahead_uses_its_own_open_file_description() {
         .open(&path)
         .unwrap();
     f.set_len(1 << 16).unwrap();
-    let w = super::Region::map_writable(&f, 1 << 16, &path).unwrap();
-    let own = w.region().ahead_file().expect("a fault-ahead file");
-    f.seek(SeekFrom::Start(4096)).unwrap();
-    let mut own_ref: &std::fs::File = &own;
-    assert_eq!(
-        own_ref.stream_position().unwrap(),
-        0,
-        "shares the mapping's description"
-    );
+    let mut w = super::Region::map_writable(&f, 1 << 16, &path).unwrap();
+    w.seek(64);
+    w.publish();
+    w.write(b"hello").unwrap();
+    assert_eq!(w.region().published(), 64, "not readable before publish");
+    assert_eq!(&std::fs::read(&path).unwrap()[64..69], b"hello");
+    w.publish();
+    assert_eq!(w.region().slice(64, 5), Some(&b"hello"[..]));
+    w.write_zeros(3).unwrap();
+    assert_eq!(w.cursor(), 72);
+    assert!(w.write(&vec![1u8; (1 << 16) - 71]).is_err());
+    assert_eq!(w.cursor(), 72, "a refused write moves nothing");
+    w.region().sync_range(0, 1 << 16).unwrap();
 }
 
 /// A recycled chunk: the records of its earlier life (another tag) follow the new ones.

@@ -343,9 +343,8 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         cut_to,
     } = tail;
     if cut_to > end {
-        if let Some(z) = w.space(cut_to - end) {
-            z.fill(0);
-        }
+        w.write_zeros(cut_to - end)
+            .map_err(|e| Error::io("zero torn tail", w.region().path(), e))?;
         w.seek(end);
     }
     track_unsynced(&owner, &chunks, &adopted, &active);
@@ -386,8 +385,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         _lock: Arc::clone(&lock),
     });
     let fresh = end == HEADER_LEN;
-    let prefault =
-        super::prefault::Prefaulter::start(Arc::clone(&shared.poison), Arc::clone(&shared.durable));
+    let prefault = super::prefault::Prefaulter::start(Arc::clone(&shared.poison));
     let mut writer = Writer {
         shared,
         config,
@@ -400,6 +398,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         worker,
         spare: None,
         prefault,
+        stage: Vec::new(),
     };
     if sealed {
         writer.rotate(false)?;

@@ -20,6 +20,9 @@ use crate::types::{LogId, LogState};
 /// Bytes kept free at the end of every chunk for its seal record.
 pub(crate) const SEAL_LEN: usize = encoded_len(0);
 
+/// Records are staged and written with one `pwrite` per call, or per this many bytes.
+const STAGE_MAX: usize = 1 << 20;
+
 /// Per-chunk facts the writer needs for purging.
 #[derive(Debug, Clone)]
 pub(crate) struct ChunkMeta {
@@ -43,8 +46,10 @@ pub(crate) struct Writer {
     pub worker: WorkerHandle,
     /// The next chunk, prepared ahead (preallocated, header synced, not yet installed).
     pub spare: Option<Spare>,
-    /// Faults pages in ahead of the cursor on another thread.
+    /// Reads pages ahead of the cursor on another thread.
     pub prefault: Prefaulter,
+    /// Encoded records not yet written (see [`Writer::stage`]).
+    pub stage: Vec<u8>,
 }
 
 /// A prepared but not installed chunk. If the writer goes away first, its temporary file is
@@ -75,29 +80,70 @@ impl Writer {
         self.active.header.epoch_tag()
     }
 
-    /// Encode one record at the cursor and publish it. The caller made sure it fits.
-    fn put(&mut self, rec: &Record<'_>, flags: u8) -> Result<usize> {
+    /// Encode one record after the cursor and what is already staged; nothing reaches the
+    /// file before [`Writer::commit`]. Returns the record's offset.
+    fn stage(&mut self, rec: &Record<'_>, flags: u8) -> Result<usize> {
         let body = rec.body_len();
         let size = encoded_len(body);
-        let hint = self.shared.durable.offset_in(self.active.seq);
-        let tag = self.tag();
-        let off = self.w.cursor();
-        let Some(dst) = self.w.space(size) else {
+        if size > self.room() {
             return Err(Error::EntryTooLarge {
                 size: size as u64,
-                max: self.w.remaining() as u64,
+                max: self.room() as u64,
             });
-        };
-        write_frame(dst, rec.kind(), flags, tag, hint, body, |b| {
-            rec.write_body(b)
-        });
-        self.w.advance(size);
-        self.w.publish();
+        }
+        let hint = self.shared.durable.offset_in(self.active.seq);
+        let tag = self.tag();
+        let at = self.stage.len();
+        self.stage.resize(at + size, 0);
+        write_frame(
+            &mut self.stage[at..],
+            rec.kind(),
+            flags,
+            tag,
+            hint,
+            body,
+            |b| rec.write_body(b),
+        );
+        Ok(self.w.cursor() + at)
+    }
+
+    /// Write the staged records to the chunk (one `pwrite`) and publish them. A failed
+    /// write poisons the log: what reached the page cache is unknown.
+    fn commit(&mut self) -> Result<()> {
+        if self.stage.is_empty() {
+            return Ok(());
+        }
+        let r = self.w.write(&self.stage);
+        self.stage.clear();
+        if self.stage.capacity() > 4 * STAGE_MAX {
+            self.stage.shrink_to(STAGE_MAX);
+        }
+        match r {
+            Ok(()) => {
+                self.w.publish();
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.poison.poison("write chunk", e.kind());
+                Err(Error::io("write chunk", self.w.region().path(), e))
+            }
+        }
+    }
+
+    /// Encode one record at the cursor, write and publish it. The caller made sure it fits.
+    fn put(&mut self, rec: &Record<'_>, flags: u8) -> Result<usize> {
+        let off = self.stage(rec, flags)?;
+        self.commit()?;
         Ok(off)
     }
 
+    /// Free bytes after the cursor and the staged records.
+    fn room(&self) -> usize {
+        self.w.remaining() - self.stage.len()
+    }
+
     fn fits(&self, bytes: usize) -> bool {
-        bytes + SEAL_LEN <= self.w.remaining()
+        bytes + SEAL_LEN <= self.room()
     }
 
     /// Write `recs` as atomic groups (one group per chunk they land in) and apply them.
@@ -121,8 +167,7 @@ impl Writer {
         }
         let mut written = Vec::with_capacity(payloads.len());
         let r = self.write_groups(recs, &sizes, tie_first, &mut written);
-        self.prefault
-            .ahead_of(self.w.region(), self.active.seq, self.w.cursor());
+        self.prefault.ahead_of(self.w.region(), self.w.cursor());
         // Even after a mid-batch failure what was written is complete and applied: publish
         // it and cache its payloads.
         if let Some(first) = recs.iter().find_map(|r| match r {
@@ -139,12 +184,29 @@ impl Writer {
         r
     }
 
+    /// Stage `recs` (rotating where they do not fit) and write, publish and apply them, at
+    /// the latest at each rotation and every `STAGE_MAX` bytes. After a failure what was
+    /// staged before it is still written and applied.
     fn write_groups(
         &mut self,
         recs: &[Record<'_>],
         sizes: &[usize],
         tie_first: bool,
         written: &mut Vec<u64>,
+    ) -> Result<()> {
+        let mut staged = Vec::with_capacity(recs.len());
+        let r = self.stage_groups(recs, sizes, tie_first, written, &mut staged);
+        let applied = self.apply_staged(recs, &mut staged, written);
+        r.and(applied)
+    }
+
+    fn stage_groups(
+        &mut self,
+        recs: &[Record<'_>],
+        sizes: &[usize],
+        tie_first: bool,
+        written: &mut Vec<u64>,
+        staged: &mut Vec<(usize, usize)>,
     ) -> Result<()> {
         for (i, rec) in recs.iter().enumerate() {
             let need = if i == 0 && tie_first && recs.len() > 1 {
@@ -153,11 +215,12 @@ impl Writer {
                 sizes[i]
             };
             if !self.fits(need) {
+                self.apply_staged(recs, staged, written)?;
                 self.rotate(true)?;
                 if !self.fits(need) {
                     return Err(Error::EntryTooLarge {
                         size: need as u64,
-                        max: self.w.remaining().saturating_sub(SEAL_LEN) as u64,
+                        max: self.room().saturating_sub(SEAL_LEN) as u64,
                     });
                 }
             }
@@ -170,9 +233,31 @@ impl Writer {
             } else {
                 0
             };
-            let off = self.put(rec, flags)?;
+            let off = self.stage(rec, flags)?;
             self.config.fail_point("write.after_put");
-            let seq = self.active.seq;
+            staged.push((i, off));
+            if self.stage.len() >= STAGE_MAX {
+                self.apply_staged(recs, staged, written)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write and publish the staged records, then apply them to the state and the index
+    /// (in that order: an index entry never points at unpublished bytes).
+    fn apply_staged(
+        &mut self,
+        recs: &[Record<'_>],
+        staged: &mut Vec<(usize, usize)>,
+        written: &mut Vec<u64>,
+    ) -> Result<()> {
+        if staged.is_empty() {
+            return Ok(());
+        }
+        self.commit()?;
+        let seq = self.active.seq;
+        for (i, off) in staged.drain(..) {
+            let rec = &recs[i];
             if let Err(k) = apply(
                 &mut self.state,
                 &self.shared.index,
@@ -187,22 +272,27 @@ impl Writer {
                     .poison("apply a checked record", std::io::ErrorKind::Other);
                 return Err(Error::corrupt(seq, off as u64, k));
             }
-            match rec {
-                Record::Entry { id, .. } => {
-                    if let Some(m) = self.metas.back_mut() {
-                        m.max_index = Some(m.max_index.map_or(id.index, |x| x.max(id.index)));
-                    }
-                    written.push(DurableState::pack(seq, off));
-                }
-                Record::Truncate { since, last } => {
-                    self.shared.cache.remove_from(*since);
-                    self.gen = self.shared.durable.on_truncate(last.map(|l| l.index));
-                }
-                Record::Purge { upto } => self.shared.cache.remove_upto(upto.index),
-                _ => {}
-            }
+            self.note(rec, seq, off, written);
         }
         Ok(())
+    }
+
+    /// Bookkeeping after record `rec` at `(seq, off)` was applied.
+    fn note(&mut self, rec: &Record<'_>, seq: u64, off: usize, written: &mut Vec<u64>) {
+        match rec {
+            Record::Entry { id, .. } => {
+                if let Some(m) = self.metas.back_mut() {
+                    m.max_index = Some(m.max_index.map_or(id.index, |x| x.max(id.index)));
+                }
+                written.push(DurableState::pack(seq, off));
+            }
+            Record::Truncate { since, last } => {
+                self.shared.cache.remove_from(*since);
+                self.gen = self.shared.durable.on_truncate(last.map(|l| l.index));
+            }
+            Record::Purge { upto } => self.shared.cache.remove_upto(upto.index),
+            _ => {}
+        }
     }
 
     fn state_image(&self) -> (Option<Bytes>, Option<Bytes>, StateImage<'static>) {
@@ -271,6 +361,7 @@ impl Writer {
 
     /// The point a flush requested now must make durable: everything written so far.
     pub fn target(&self) -> Target {
+        debug_assert!(self.stage.is_empty(), "a target taken with records staged");
         Target {
             seq: self.active.seq,
             off: self.w.cursor(),
