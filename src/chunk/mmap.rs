@@ -30,6 +30,9 @@ pub struct Region {
     len: usize,
     published: AtomicUsize,
     path: PathBuf,
+    /// Mapped from a file opened for writing: only then does `msync` sync anything (a
+    /// shared mapping of a read-only file loses `VM_SHARED`, and its msync writes nothing).
+    syncable: bool,
 }
 
 /// What [`Region::read_ahead`] did.
@@ -79,6 +82,7 @@ impl Region {
             len,
             published: AtomicUsize::new(0),
             path: path.to_path_buf(),
+            syncable: true,
         });
         Ok(RegionWriter {
             region,
@@ -97,6 +101,7 @@ impl Region {
             len,
             published: AtomicUsize::new(len),
             path: path.to_path_buf(),
+            syncable: false,
         }))
     }
 
@@ -185,9 +190,16 @@ impl Region {
     }
 
     /// msync(MS_SYNC) the byte range `[off, off + len)`: on return it is on stable storage.
+    /// Refused for a read-only region, whose msync would silently write nothing.
     pub fn sync_range(&self, off: usize, len: usize) -> io::Result<()> {
         if len == 0 {
             return Ok(());
+        }
+        if !self.syncable {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "msync of a chunk mapped from a read-only file would write nothing",
+            ));
         }
         self.map.flush_range(off, len)
     }

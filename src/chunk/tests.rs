@@ -176,6 +176,10 @@ fn writes_land_in_the_file_and_show_through_the_map_once_published() {
     assert!(w.write(&vec![1u8; (1 << 16) - 71]).is_err());
     assert_eq!(w.cursor(), 72, "a refused write moves nothing");
     w.region().sync_range(0, 1 << 16).unwrap();
+    // A map of the file opened read-only cannot be synced: refused, not a silent no-op.
+    let ro = std::fs::File::open(&path).unwrap();
+    let r = super::Region::map_read_only(&ro, 1 << 16, &path).unwrap();
+    assert!(r.sync_range(0, 4096).is_err());
 }
 
 /// A recycled chunk: the records of its earlier life (another tag) follow the new ones.
