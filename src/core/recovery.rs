@@ -399,6 +399,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         spare: None,
         prefault,
         stage: Vec::new(),
+        staged: 0,
     };
     if sealed {
         writer.rotate(false)?;

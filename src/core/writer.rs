@@ -48,8 +48,11 @@ pub(crate) struct Writer {
     pub spare: Option<Spare>,
     /// Reads pages ahead of the cursor on another thread.
     pub prefault: Prefaulter,
-    /// Encoded records not yet written (see [`Writer::stage`]).
+    /// Encoded records not yet written: `stage[..staged]` (see [`Writer::stage`]). The
+    /// buffer is kept between calls.
     pub stage: Vec<u8>,
+    /// Bytes of `stage` in use.
+    pub staged: usize,
 }
 
 /// A prepared but not installed chunk. If the writer goes away first, its temporary file is
@@ -93,30 +96,33 @@ impl Writer {
         }
         let hint = self.shared.durable.offset_in(self.active.seq);
         let tag = self.tag();
-        let at = self.stage.len();
-        self.stage.resize(at + size, 0);
-        write_frame(
-            &mut self.stage[at..],
-            rec.kind(),
-            flags,
-            tag,
-            hint,
-            body,
-            |b| rec.write_body(b),
-        );
+        let at = self.staged;
+        if self.stage.len() < at + size {
+            self.stage.resize(at + size, 0);
+        }
+        let dst = &mut self.stage[at..at + size];
+        // The buffer is reused without clearing: an entry's frame writes every byte (header,
+        // id, payload, padding); other bodies may skip bytes, so those start from zeros.
+        if !matches!(rec, Record::Entry { .. }) {
+            dst.fill(0);
+        }
+        write_frame(dst, rec.kind(), flags, tag, hint, body, |b| {
+            rec.write_body(b)
+        });
+        self.staged = at + size;
         Ok(self.w.cursor() + at)
     }
 
     /// Write the staged records to the chunk (one `pwrite`) and publish them. A failed
     /// write poisons the log: what reached the page cache is unknown.
     fn commit(&mut self) -> Result<()> {
-        if self.stage.is_empty() {
+        if self.staged == 0 {
             return Ok(());
         }
-        let r = self.w.write(&self.stage);
-        self.stage.clear();
-        if self.stage.capacity() > 4 * STAGE_MAX {
-            self.stage.shrink_to(STAGE_MAX);
+        let r = self.w.write(&self.stage[..self.staged]);
+        self.staged = 0;
+        if self.stage.len() > 4 * STAGE_MAX {
+            self.stage = Vec::new();
         }
         match r {
             Ok(()) => {
@@ -139,7 +145,7 @@ impl Writer {
 
     /// Free bytes after the cursor and the staged records.
     fn room(&self) -> usize {
-        self.w.remaining() - self.stage.len()
+        self.w.remaining() - self.staged
     }
 
     fn fits(&self, bytes: usize) -> bool {
@@ -236,7 +242,7 @@ impl Writer {
             let off = self.stage(rec, flags)?;
             self.config.fail_point("write.after_put");
             staged.push((i, off));
-            if self.stage.len() >= STAGE_MAX {
+            if self.staged >= STAGE_MAX {
                 self.apply_staged(recs, staged, written)?;
             }
         }
@@ -361,7 +367,7 @@ impl Writer {
 
     /// The point a flush requested now must make durable: everything written so far.
     pub fn target(&self) -> Target {
-        debug_assert!(self.stage.is_empty(), "a target taken with records staged");
+        debug_assert_eq!(self.staged, 0, "a target taken with records staged");
         Target {
             seq: self.active.seq,
             off: self.w.cursor(),
