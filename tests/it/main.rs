@@ -11,7 +11,9 @@ mod cli;
 mod common;
 mod concurrent;
 mod corruption;
+mod crash_image;
 mod crash_kill;
+mod crash_record;
 mod crash_util;
 #[cfg(feature = "d-engine")]
 mod d_engine;
