@@ -102,6 +102,24 @@ pub struct FileCut {
     pub loose: Vec<usize>,
 }
 
+impl FileCut {
+    fn new(bytes: Vec<u8>, mut durable: Vec<u8>) -> FileCut {
+        durable.resize(bytes.len(), 0);
+        let loose: Vec<usize> = (0..bytes.len().div_ceil(SECTOR))
+            .filter(|&k| {
+                let r = k * SECTOR..((k + 1) * SECTOR).min(bytes.len());
+                bytes[r.clone()] != durable[r]
+            })
+            .collect();
+        let durable = (!loose.is_empty()).then_some(durable);
+        FileCut {
+            bytes,
+            durable,
+            loose,
+        }
+    }
+}
+
 pub struct Capture<S> {
     pub phase: String,
     pub event: u64,
@@ -178,6 +196,8 @@ struct Rec<S> {
     pending: Vec<DirOp>,
     current: BTreeMap<String, u64>,
     stage: HashMap<u64, Window>,
+    /// Per recycled inode renamed and not yet given its header: a capture of that moment.
+    stash: HashMap<u64, Capture<S>>,
     recycled: HashSet<u64>,
     tail: VecDeque<String>,
     rng: Rng,
@@ -224,6 +244,7 @@ impl<S: Clone + Send + 'static> Recorder<S> {
             pending: Vec::new(),
             current: BTreeMap::new(),
             stage: HashMap::new(),
+            stash: HashMap::new(),
             recycled: HashSet::new(),
             tail: VecDeque::new(),
             rng: Rng::new(seed),
@@ -298,8 +319,7 @@ impl<S: Clone + Send + 'static> Recorder<S> {
     /// A capture point outside any event (engine threads stop at their next event).
     pub fn capture_now(&self) {
         let mut r = self.rec.lock();
-        let s = (self.snap)();
-        r.offer(s);
+        r.offer(&*self.snap);
     }
 
     pub fn take_captures(&self) -> Vec<Capture<S>> {
@@ -362,12 +382,7 @@ impl<S: Clone + Send + 'static> Recorder<S> {
                 match r.current.get(&name).copied() {
                     Some(ino) => {
                         if r.stage.get(&ino) == Some(&Window::Renamed) {
-                            // The header is written, and this sync not counted yet.
-                            r.stage.insert(ino, Window::HeaderWritten);
-                            if r.phase.mode == Mode::Recycle && r.phase.cap > 0 {
-                                let s = (self.snap)();
-                                r.offer(s);
-                            }
+                            r.header_written(ino, &*self.snap);
                             r.stage.insert(ino, Window::HeaderSynced);
                         }
                         let i = r.inodes.get_mut(&ino).unwrap();
@@ -417,7 +432,17 @@ impl<S: Clone + Send + 'static> Recorder<S> {
                         r.on_rename(n, &from, &to, ino);
                         r.current.insert(to.clone(), ino);
                         r.pending.push(DirOp::Rename { from, to, ino });
-                        format!("#{n} {}", r.pending.last().unwrap())
+                        let line = format!("#{n} {}", r.pending.last().unwrap());
+                        let recycling = r.phase.mode == Mode::Recycle && r.phase.cap > 0;
+                        if recycling && r.stage.get(&ino) == Some(&Window::Renamed) {
+                            // The header is written right after this event: a capture of
+                            // now, completed with it once its `SyncFile` tells what it is.
+                            r.tail.push_back(line.clone());
+                            let c = r.capture(&*self.snap, vec![Window::HeaderWritten]);
+                            r.tail.pop_back();
+                            r.stash.insert(ino, c);
+                        }
+                        line
                     }
                     None => {
                         r.anomalies
@@ -432,6 +457,7 @@ impl<S: Clone + Send + 'static> Recorder<S> {
                 match r.current.remove(&name) {
                     Some(ino) => {
                         r.stage.remove(&ino);
+                        r.stash.remove(&ino);
                         r.pending.push(DirOp::Unlink { name, ino });
                         format!("#{n} {}", r.pending.last().unwrap())
                     }
@@ -454,8 +480,7 @@ impl<S: Clone + Send + 'static> Recorder<S> {
             r.tail.pop_front();
         }
         if r.should_fire(dirop) && r.phase.cap > 0 {
-            let s = (self.snap)();
-            r.offer(s);
+            r.offer(&*self.snap);
         }
     }
 }
@@ -555,7 +580,7 @@ impl<S> Rec<S> {
     }
 
     /// A capture point: kept by reservoir sampling within the phase (and window).
-    fn offer(&mut self, snap: S) {
+    fn offer(&mut self, snap: &dyn Fn() -> S) {
         let key: Vec<Window> = if self.phase.mode == Mode::Recycle {
             let mut w: Vec<Window> = self.stage.values().copied().collect();
             w.sort_unstable();
@@ -564,30 +589,64 @@ impl<S> Rec<S> {
         } else {
             Vec::new()
         };
+        if let Some(slot) = self.reserve(&key) {
+            let c = self.capture(snap, key.clone());
+            self.keep(&key, slot, c);
+        }
+    }
+
+    /// Where a capture for reservoir `key` goes: `Some(None)` appended, `Some(Some(k))` in
+    /// place of the `k`-th, `None` dropped.
+    fn reserve(&mut self, key: &[Window]) -> Option<Option<usize>> {
         let cap = self.phase.cap;
-        let (fired, kept_len) = {
-            let e = self.phase.kept.entry(key.clone()).or_default();
-            e.0 += 1;
-            (e.0, e.1.len())
-        };
-        let slot = if kept_len < cap {
-            None
-        } else {
-            let k = self.rng.below(fired) as usize;
-            if k >= cap {
-                return;
-            }
-            Some(k)
-        };
-        let c = self.capture(snap, key.clone());
-        let kept = &mut self.phase.kept.get_mut(&key).unwrap().1;
+        let e = self.phase.kept.entry(key.to_vec()).or_default();
+        e.0 += 1;
+        if e.1.len() < cap {
+            return Some(None);
+        }
+        let k = self.rng.below(e.0) as usize;
+        (k < cap).then_some(Some(k))
+    }
+
+    fn keep(&mut self, key: &[Window], slot: Option<usize>, c: Capture<S>) {
+        let kept = &mut self.phase.kept.get_mut(key).unwrap().1;
         match slot {
             None => kept.push(c),
             Some(k) => kept[k] = c,
         }
     }
 
-    fn capture(&self, snap: S, windows: Vec<Window>) -> Capture<S> {
+    /// The new header of recycled inode `ino` is written (its `SyncFile` is being heard):
+    /// offer the capture stashed at its rename with the header in place, a power loss right
+    /// after the header write; and a capture of now, before the sync counts.
+    fn header_written(&mut self, ino: u64, snap: &dyn Fn() -> S) {
+        if self.phase.mode != Mode::Recycle || self.phase.cap == 0 {
+            return;
+        }
+        self.stage.insert(ino, Window::HeaderWritten);
+        if let Some(mut c) = self.stash.remove(&ino) {
+            let key = vec![Window::HeaderWritten];
+            if let Some(slot) = self.reserve(&key) {
+                let cut = c.files.remove(&ino).unwrap();
+                let durable = cut.durable.unwrap_or_else(|| cut.bytes.clone());
+                let mut bytes = cut.bytes;
+                let h = HEADER_LEN.min(bytes.len());
+                self.inodes[&ino]
+                    .file
+                    .read_exact_at(&mut bytes[..h], 0)
+                    .unwrap();
+                c.files.insert(ino, FileCut::new(bytes, durable));
+                c.tail
+                    .push("(new header written, power loss before any later event)".into());
+                self.keep(&key, slot, c);
+            }
+        }
+        self.offer(snap);
+    }
+
+    /// Every inode an image may name, as it is now; then the test's snapshot (taken after
+    /// the bytes: it bounds what they can hold).
+    fn capture(&self, snap: &dyn Fn() -> S, windows: Vec<Window>) -> Capture<S> {
         let mut wanted: Vec<u64> = self.durable.values().copied().collect();
         wanted.extend(self.pending.iter().map(DirOp::ino));
         wanted.sort_unstable();
@@ -595,24 +654,7 @@ impl<S> Rec<S> {
         let mut files = HashMap::new();
         for ino in wanted {
             let i = &self.inodes[&ino];
-            let bytes = read_all(&i.file);
-            let mut durable = i.durable.clone();
-            durable.resize(bytes.len(), 0);
-            let loose: Vec<usize> = (0..bytes.len().div_ceil(SECTOR))
-                .filter(|&k| {
-                    let r = k * SECTOR..((k + 1) * SECTOR).min(bytes.len());
-                    bytes[r.clone()] != durable[r]
-                })
-                .collect();
-            let durable = (!loose.is_empty()).then_some(durable);
-            files.insert(
-                ino,
-                FileCut {
-                    bytes,
-                    durable,
-                    loose,
-                },
-            );
+            files.insert(ino, FileCut::new(read_all(&i.file), i.durable.clone()));
         }
         Capture {
             phase: self.phase.name.clone(),
@@ -620,7 +662,7 @@ impl<S> Rec<S> {
             durable: self.durable.clone(),
             pending: self.pending.clone(),
             files,
-            snap,
+            snap: snap(),
             windows,
             recycled: self.recycled.clone(),
             tail: self.tail.iter().cloned().collect(),

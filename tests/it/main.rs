@@ -32,5 +32,6 @@ mod openraft_suite;
 mod oracle;
 mod power_loss;
 mod power_loss_dirops;
+mod power_loss_recycle;
 mod races;
 mod recovery;
