@@ -2,17 +2,103 @@
 //! pending directory operations an image applies and what its unsynced sectors hold; the
 //! loop that builds and checks them; and the flushing threads the workloads share.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use chunkwal::Wal;
+use chunkwal::{Config, Wal};
 
-pub use crate::crash_record::{Capture, Counts, DirOp, Mode, Recorder, Window, SECTOR};
+pub use crate::crash_record::{Counts, Mode, Recorder};
 use crate::crash_util::Rng;
+
+pub const SECTOR: usize = 512;
+
+/// A directory operation not yet made durable by a directory fsync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirOp {
+    Create { name: String, ino: u64 },
+    Rename { from: String, to: String, ino: u64 },
+    Unlink { name: String, ino: u64 },
+}
+
+impl DirOp {
+    pub fn ino(&self) -> u64 {
+        match self {
+            DirOp::Create { ino, .. } | DirOp::Rename { ino, .. } | DirOp::Unlink { ino, .. } => {
+                *ino
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for DirOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DirOp::Create { name, ino } => write!(f, "create {name} (ino {ino})"),
+            DirOp::Rename { from, to, ino } => write!(f, "rename {from} -> {to} (ino {ino})"),
+            DirOp::Unlink { name, ino } => write!(f, "unlink {name} (ino {ino})"),
+        }
+    }
+}
+
+/// A recycling window open at a capture (see the module docs), in the order they open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Window {
+    /// Renamed from `.free` to `.chunk.tmp`; the new header not written yet.
+    Renamed,
+    /// The new header written, its `SyncFile` not yet counted.
+    HeaderWritten,
+    /// The new header synced; not installed yet.
+    HeaderSynced,
+    /// Installed (renamed to `.chunk`); the directory not fsynced since.
+    Installed,
+}
+
+/// One inode's bytes at a capture.
+pub struct FileCut {
+    pub bytes: Vec<u8>,
+    /// The durable bytes, if any sector differs from them.
+    pub durable: Option<Vec<u8>>,
+    /// Sectors whose current bytes are not all durable.
+    pub loose: Vec<usize>,
+}
+
+impl FileCut {
+    /// The cut of an inode holding `bytes` now, of which `durable` are known durable.
+    pub fn new(bytes: Vec<u8>, mut durable: Vec<u8>) -> FileCut {
+        durable.resize(bytes.len(), 0);
+        let loose: Vec<usize> = (0..bytes.len().div_ceil(SECTOR))
+            .filter(|&k| {
+                let r = k * SECTOR..((k + 1) * SECTOR).min(bytes.len());
+                bytes[r.clone()] != durable[r]
+            })
+            .collect();
+        let durable = (!loose.is_empty()).then_some(durable);
+        FileCut {
+            bytes,
+            durable,
+            loose,
+        }
+    }
+}
+
+pub struct Capture<S> {
+    pub phase: String,
+    pub event: u64,
+    pub durable: BTreeMap<String, u64>,
+    pub pending: Vec<DirOp>,
+    pub files: HashMap<u64, FileCut>,
+    /// The test's own knowledge at the capture (acknowledgements, what was written).
+    pub snap: S,
+    /// Recycling windows open at the capture.
+    pub windows: Vec<Window>,
+    /// Inodes that had an earlier life as another chunk.
+    pub recycled: HashSet<u64>,
+    pub tail: Vec<String>,
+}
 
 /// How the bytes no sync covered end up on the platter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +270,37 @@ pub struct Stats {
     pub known: u64,
 }
 
+impl Stats {
+    /// One line for a test's output: these counts and what the recorder heard.
+    pub fn summary(&self, c: &Counts, secs: f64) -> String {
+        format!(
+            "{} images from {} captures ({} events: {} creates, {} installs, {} retires, {} \
+             recycles ({} early), {} unlinks, {} unlinks at open unobserved): {} with directory \
+             operations lost, {} with torn sectors, {} with all unsynced bytes lost, {} \
+             impossible combinations skipped, {} entries checked, {} known failures, {} \
+             failures ({} of them from out-of-order subsets), {secs:.1}s",
+            self.images,
+            self.captures,
+            c.events,
+            c.creates,
+            c.installs,
+            c.retires,
+            c.recycles,
+            c.early_reuses,
+            c.unlinks,
+            c.unobserved_unlinks,
+            self.dirops_lost,
+            self.torn,
+            self.all_lost,
+            self.impossible,
+            self.entries_checked,
+            self.known,
+            self.failures,
+            self.unordered_failures
+        )
+    }
+}
+
 /// Build images for `caps` (about `quota` in all) and `check` each; failures are counted
 /// and the first three reported through `report`.
 pub fn check_captures<S>(
@@ -317,5 +434,74 @@ impl Flushers {
         for h in self.handles {
             h.join().expect("a flushing thread panicked");
         }
+    }
+}
+
+/// A live log in a temporary directory, under a [`Recorder`], and its flushing threads.
+pub struct Live<S> {
+    pub dir: tempfile::TempDir,
+    pub wal: Option<Arc<Wal>>,
+    pub rec: Arc<Recorder<S>>,
+    flushers: Vec<Flushers>,
+}
+
+impl<S: Clone + Send + 'static> Live<S> {
+    /// A new directory and its recorder, which calls `snap` at each capture point.
+    pub fn new(seed: u64, snap: impl Fn() -> S + Send + Sync + 'static) -> Live<S> {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Recorder::new(dir.path(), seed, snap);
+        Live {
+            dir,
+            wal: None,
+            rec,
+            flushers: Vec::new(),
+        }
+    }
+
+    pub fn wal(&self) -> &Wal {
+        self.wal.as_ref().expect("the log is open")
+    }
+
+    /// Open the log with `c` and the recorder as its observer (the caller keeps it in
+    /// `wal` once it checked it).
+    pub fn open(&self, mut c: Config) -> Wal {
+        c.fs_observer = Some(self.rec.observer());
+        self.rec.set_opening(true);
+        let wal = Wal::open(c).expect("open of the live log");
+        self.rec.set_opening(false);
+        wal
+    }
+
+    /// Start two more flushing threads (see [`Flushers`]).
+    pub fn start_flushers<A: Send + 'static>(
+        &mut self,
+        seed: u64,
+        snap: impl Fn() -> A + Send + Sync + 'static,
+        ack: impl Fn(A) + Send + Sync + 'static,
+    ) {
+        let f = Flushers::start(self.wal.as_ref().unwrap(), seed, snap, ack);
+        self.flushers.push(f);
+    }
+
+    pub fn stop_flushers(&mut self) {
+        for f in self.flushers.drain(..) {
+            f.stop();
+        }
+    }
+
+    /// The log, once no flushing thread shares it any more.
+    pub fn take_wal(&mut self) -> Wal {
+        self.stop_flushers();
+        match Arc::try_unwrap(self.wal.take().unwrap()) {
+            Ok(w) => w,
+            Err(_) => panic!("the log is still shared"),
+        }
+    }
+
+    /// Panic if an event did not fit the model; else what the recorder heard.
+    pub fn finish(&self) -> Counts {
+        let a = self.rec.anomalies();
+        assert!(a.is_empty(), "events that do not fit the model: {a:?}");
+        self.rec.counts()
     }
 }

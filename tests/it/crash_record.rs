@@ -42,97 +42,13 @@ use chunkwal::format::HEADER_LEN;
 use chunkwal::{FsEvent, FsObserver};
 use parking_lot::Mutex;
 
+use crate::crash_image::{Capture, DirOp, FileCut, Window};
 use crate::crash_util::Rng;
-
-pub const SECTOR: usize = 512;
-
-/// A directory operation not yet made durable by a directory fsync.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DirOp {
-    Create { name: String, ino: u64 },
-    Rename { from: String, to: String, ino: u64 },
-    Unlink { name: String, ino: u64 },
-}
-
-impl DirOp {
-    fn ino(&self) -> u64 {
-        match self {
-            DirOp::Create { ino, .. } | DirOp::Rename { ino, .. } | DirOp::Unlink { ino, .. } => {
-                *ino
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for DirOp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DirOp::Create { name, ino } => write!(f, "create {name} (ino {ino})"),
-            DirOp::Rename { from, to, ino } => write!(f, "rename {from} -> {to} (ino {ino})"),
-            DirOp::Unlink { name, ino } => write!(f, "unlink {name} (ino {ino})"),
-        }
-    }
-}
-
-/// A recycling window open at a capture (see the module docs), in the order they open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Window {
-    /// Renamed from `.free` to `.chunk.tmp`; the new header not written yet.
-    Renamed,
-    /// The new header written, its `SyncFile` not yet counted.
-    HeaderWritten,
-    /// The new header synced; not installed yet.
-    HeaderSynced,
-    /// Installed (renamed to `.chunk`); the directory not fsynced since.
-    Installed,
-}
 
 struct Inode {
     file: File,
     /// The bytes known durable (see the module docs).
     durable: Vec<u8>,
-}
-
-/// One inode's bytes at a capture.
-pub struct FileCut {
-    pub bytes: Vec<u8>,
-    /// The durable bytes, if any sector differs from them.
-    pub durable: Option<Vec<u8>>,
-    /// Sectors whose current bytes are not all durable.
-    pub loose: Vec<usize>,
-}
-
-impl FileCut {
-    fn new(bytes: Vec<u8>, mut durable: Vec<u8>) -> FileCut {
-        durable.resize(bytes.len(), 0);
-        let loose: Vec<usize> = (0..bytes.len().div_ceil(SECTOR))
-            .filter(|&k| {
-                let r = k * SECTOR..((k + 1) * SECTOR).min(bytes.len());
-                bytes[r.clone()] != durable[r]
-            })
-            .collect();
-        let durable = (!loose.is_empty()).then_some(durable);
-        FileCut {
-            bytes,
-            durable,
-            loose,
-        }
-    }
-}
-
-pub struct Capture<S> {
-    pub phase: String,
-    pub event: u64,
-    pub durable: BTreeMap<String, u64>,
-    pub pending: Vec<DirOp>,
-    pub files: HashMap<u64, FileCut>,
-    /// The test's own knowledge at the capture (acknowledgements, what was written).
-    pub snap: S,
-    /// Recycling windows open at the capture.
-    pub windows: Vec<Window>,
-    /// Inodes that had an earlier life as another chunk.
-    pub recycled: HashSet<u64>,
-    pub tail: Vec<String>,
 }
 
 /// How a phase chooses its capture points.

@@ -20,6 +20,7 @@ mod d_engine;
 mod faults;
 mod fixtures;
 mod fuzz_corpus;
+mod history;
 mod hostile;
 mod in_flight;
 mod in_flight_adapter;

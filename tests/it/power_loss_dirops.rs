@@ -26,13 +26,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chunkwal::{Config, FsEvent, LogState, Wal};
+use chunkwal::{Config, LogState, Wal};
 use parking_lot::Mutex;
 
 use crate::common::SMALL_CHUNK;
 use crate::crash_image::{
-    build, check_captures, describe, Built, Capture, Choice, Counts, DirOp, Flushers, Loss, Mode,
-    Recorder, Stats,
+    check_captures, describe, Built, Capture, Choice, DirOp, Live, Mode, Stats,
 };
 use crate::crash_util::{derived, derived_entries, seed_from_env, Rng};
 
@@ -238,49 +237,47 @@ fn report_failure(what: &str, seed: u64, cap: &Cap, ch: &Choice, img: &Built, wh
 
 /// The log under test, its writers' bookkeeping and its flushing threads.
 struct Driver {
-    dir: tempfile::TempDir,
-    wal: Option<Arc<Wal>>,
+    live: Live<Snap>,
     acks: Arc<Acks>,
-    rec: Arc<Recorder<Snap>>,
-    flushers: Vec<Flushers>,
     rng: Rng,
     next: u64,
     epoch: u64,
 }
 
+impl std::ops::Deref for Driver {
+    type Target = Live<Snap>;
+    fn deref(&self) -> &Live<Snap> {
+        &self.live
+    }
+}
+
+impl std::ops::DerefMut for Driver {
+    fn deref_mut(&mut self) -> &mut Live<Snap> {
+        &mut self.live
+    }
+}
+
 impl Driver {
     fn new(seed: u64) -> Driver {
-        let dir = tempfile::tempdir().unwrap();
         let acks = Arc::new(Acks::default());
         let a = Arc::clone(&acks);
         // Acknowledgements are read under the record's lock: every sync an acknowledgement
         // seen there depends on was reported before it was given.
-        let rec = Recorder::new(dir.path(), seed ^ 0x5eed, move || {
+        let live = Live::new(seed ^ 0x5eed, move || {
             (*a.acked.lock(), a.epoch_requested.load(Ordering::SeqCst))
         });
         Driver {
-            dir,
-            wal: None,
+            live,
             acks,
-            rec,
-            flushers: Vec::new(),
             rng: Rng::new(seed),
             next: 1,
             epoch: 0,
         }
     }
 
-    fn wal(&self) -> &Wal {
-        self.wal.as_ref().unwrap()
-    }
-
     /// Open the log with the observer; what it reports durable counts as acknowledged.
     fn open(&mut self) {
-        let mut c = cfg(self.dir.path());
-        c.fs_observer = Some(self.rec.observer());
-        self.rec.set_opening(true);
-        let wal = Wal::open(c).expect("open of the live log");
-        self.rec.set_opening(false);
+        let wal = self.live.open(cfg(self.dir.path()));
         let s = wal.log_state();
         let last = s.last.map_or(0, |l| l.index);
         let done = *self.acks.done.lock();
@@ -301,18 +298,9 @@ impl Driver {
     /// Threads that flush; each takes what returned calls did before it asks.
     fn start_flushers(&mut self) {
         let (a, b) = (Arc::clone(&self.acks), Arc::clone(&self.acks));
-        self.flushers.push(Flushers::start(
-            self.wal.as_ref().unwrap(),
-            self.rng.next_u64(),
-            move || *a.done.lock(),
-            move |snap| b.ack(snap),
-        ));
-    }
-
-    fn stop_flushers(&mut self) {
-        for f in self.flushers.drain(..) {
-            f.stop();
-        }
+        let seed = self.rng.next_u64();
+        self.live
+            .start_flushers(seed, move || *a.done.lock(), move |snap| b.ack(snap));
     }
 
     /// Append a batch of 1-8 entries; now and then flush from this thread too.
@@ -398,27 +386,9 @@ impl Driver {
         wal.simulate_crash();
     }
 
-    /// The log, once no flushing thread shares it any more.
-    fn take_wal(&mut self) -> Wal {
-        match Arc::try_unwrap(self.wal.take().unwrap()) {
-            Ok(w) => w,
-            Err(_) => panic!("the log is still shared"),
-        }
-    }
-
     fn close(&mut self) {
-        self.stop_flushers();
         let wal = self.take_wal();
         wal.close().unwrap();
-    }
-
-    fn finish(&self) -> Counts {
-        let anomalies = self.rec.anomalies();
-        assert!(
-            anomalies.is_empty(),
-            "events that do not fit the model: {anomalies:?}"
-        );
-        self.rec.counts()
     }
 }
 
@@ -531,6 +501,9 @@ fn workload_adoption(seed: u64) -> (Driver, Vec<Cap>) {
     (d, caps)
 }
 
+/// Targeted cases: retirements one directory fsync at a time, leftovers at open.
+mod targeted;
+
 type Workload = fn(u64) -> (Driver, Vec<Cap>);
 
 #[test]
@@ -551,7 +524,7 @@ fn power_loss_with_directory_operations_keeps_every_acknowledged_entry() {
     for (k, (what, run)) in workloads.iter().enumerate() {
         let t = Instant::now();
         let (d, caps) = run(seed.wrapping_add(k as u64));
-        let c = d.finish();
+        let c = d.live.finish();
         drop(d);
         let mut st = Stats::default();
         let quota = total.div_ceil(workloads.len() as u64);
@@ -564,13 +537,8 @@ fn power_loss_with_directory_operations_keeps_every_acknowledged_entry() {
             is_known_hole,
             |cap, ch, img, why| report_failure(what, seed, cap, ch, img, why),
         );
-        println!(
-            "power_loss_dirops {what}: {} images from {} captures ({} events: {} creates, {} installs, {} retires, {} recycles, {} unlinks, {} unlinks at open unobserved): {} with directory operations lost, {} with torn sectors, {} with all unsynced bytes lost, {} impossible combinations skipped, {} entries checked, {} refused for the known out-of-order-unlink hole, {} failures ({} of them from out-of-order subsets), {:.1}s",
-            st.images, st.captures, c.events, c.creates, c.installs, c.retires, c.recycles,
-            c.unlinks, c.unobserved_unlinks, st.dirops_lost, st.torn, st.all_lost,
-            st.impossible, st.entries_checked, st.known, st.failures, st.unordered_failures,
-            t.elapsed().as_secs_f64()
-        );
+        let secs = t.elapsed().as_secs_f64();
+        println!("power_loss_dirops {what}: {}", st.summary(&c, secs));
         all.push((*what, st, c));
     }
     let failed: Vec<_> = all.iter().filter(|(_, s, _)| s.failures > 0).collect();
@@ -594,114 +562,4 @@ fn power_loss_with_directory_operations_keeps_every_acknowledged_entry() {
             "{what}: unlinks the observer missed"
         );
     }
-}
-
-/// A purge that retires several chunks unlinks them (or renames them to spares) oldest
-/// first. If the directory were fsynced only once, after the last, each could reach the
-/// disk or not,
-/// independently: an image keeping chunk 0 (its unlink lost) while the unlinks of chunks 1..
-/// reached the disk holds chunks {0, N} with a hole, and open refuses it with
-/// `MissingChunk { missing: 1 }` although nothing needed is missing (found by this test on
-/// the first sync-owner version). The directory is now fsynced after every retirement: no
-/// capture ever has two pending at once, and every image opens.
-#[test]
-fn out_of_order_purge_unlinks_leave_an_openable_log() {
-    let mut d = Driver::new(7);
-    d.open();
-    while d.installs() < 4 {
-        d.append(false);
-        d.flush_here();
-    }
-    for _ in 0..3 {
-        d.append(false);
-    }
-    d.flush_here();
-    let last = d.wal().log_state().last.unwrap();
-    let upto = d.wal().entry(last.index - 1).unwrap().unwrap().0;
-    let chunks = |dir: &std::path::Path| {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "chunk")
-            })
-            .count()
-    };
-    let before = chunks(d.dir.path());
-    d.rec.phase("purge", 64, 1, Mode::EveryEvent);
-    d.wal().purge(upto).unwrap();
-    d.acks.done.lock().purged = upto.index;
-    d.flush_here();
-    d.wal().wait_worker_idle();
-    let caps = d.rec.take_captures();
-    assert!(
-        before >= chunks(d.dir.path()) + 2,
-        "the purge retired fewer than two chunks"
-    );
-    // Retired chunks are removed or renamed to spares: either way one at a time.
-    let retires = |c: &Cap| {
-        c.pending
-            .iter()
-            .filter(|op| match op {
-                DirOp::Unlink { .. } => true,
-                DirOp::Rename { to, .. } => to.ends_with(".free"),
-                DirOp::Create { .. } => false,
-            })
-            .count()
-    };
-    let most = caps.iter().map(retires).max().unwrap_or(0);
-    assert!(
-        most <= 1,
-        "{most} chunk retirements pending before one directory fsync"
-    );
-    for (n, cap) in caps.iter().enumerate() {
-        for applied in [true, false] {
-            let ch = Choice {
-                applied: vec![applied; cap.pending.len()],
-                loss: Loss::NoneLost,
-            };
-            let Some(img) = build(cap, &ch, &mut Rng::new(n as u64)) else {
-                continue;
-            };
-            if let Err(why) = check_image(&img, cap, true) {
-                report_failure("purge unlinks", 7, cap, &ch, &img, &why);
-                panic!("{why}");
-            }
-        }
-    }
-    d.close();
-}
-
-/// The observer is documented to hear of every unlink in the log directory, leftover
-/// removal at open included; open removes leftover `.chunk.tmp` files (and a blank newest
-/// chunk) with `chunk::remove_leftovers`, which calls `std::fs::remove_file` and
-/// `sync_dir` directly instead of going through `Files`, so neither the unlink nor its
-/// directory fsync is reported. (The test above works around it: it takes a name that
-/// vanished during an open as removed durably.)
-#[test]
-fn leftover_removal_at_open_is_reported_to_the_observer() {
-    let d = tempfile::tempdir().unwrap();
-    let wal = Wal::open(cfg(d.path())).unwrap();
-    wal.append(derived_entries(1, 4, 1)).unwrap();
-    wal.close().unwrap();
-    let leftover = d.path().join("00000000000000000001.chunk.tmp");
-    std::fs::write(&leftover, vec![0u8; SMALL_CHUNK as usize]).unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s2 = Arc::clone(&seen);
-    let mut c = cfg(d.path());
-    c.fs_observer = Some(Arc::new(move |ev: &FsEvent<'_>| {
-        s2.lock().push(format!("{ev:?}"));
-    }));
-    let wal = Wal::open(c).unwrap();
-    assert!(!leftover.exists(), "open kept the leftover");
-    drop(wal);
-    let seen = seen.lock();
-    assert!(
-        seen.iter()
-            .any(|e| e.starts_with("Unlink") && e.contains("00000000000000000001.chunk.tmp")),
-        "the observer heard of no unlink of the leftover: {seen:?}"
-    );
 }
