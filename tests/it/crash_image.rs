@@ -1,6 +1,19 @@
-//! Crash images from a [`Recorder`]'s captures (see `crash_record.rs` for the model): which
-//! pending directory operations an image applies and what its unsynced sectors hold; the
-//! loop that builds and checks them; and the flushing threads the workloads share.
+//! Crash images from a [`Recorder`]'s captures (see `crash_record.rs` for what a capture
+//! knows). An image is:
+//!
+//! - names: the namespace as of the last directory fsync, plus each later create, rename
+//!   and unlink applied or not, independently (every combination when there are few,
+//!   random subsets and in-order prefixes otherwise; impossible combinations, such as
+//!   renaming a name the image does not hold, are skipped): a lost rename leaves the file
+//!   under its previous name;
+//! - bytes of each named inode: every 512-byte sector whose current bytes differ from the
+//!   durable ones holds either (zeros in a new file, the earlier life's bytes in a recycled
+//!   one), or the new bytes up to an 8-byte boundary and the old ones after it (written back
+//!   in the middle of an append); or all of them are lost, or all kept. Sizes stay as they
+//!   are.
+//!
+//! Also here: the loop that builds and checks images, and the live log with its flushing
+//! threads that the workloads share.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -11,26 +11,24 @@
 //! - `SyncFile` makes the header durable as it is (a recycled chunk's rewritten header);
 //! - files already there when the recorder starts are durable as they are.
 //!
+//! Whatever a sync covered beyond what it reported (the rest of an msynced page, the zeros
+//! open writes over a cut tail) counts as not durable: images may then hold more old bytes
+//! than a disk could, never fewer.
+//!
 //! A rename moves the inode, durable bytes and all, to a new name: a recycled chunk
 //! (`x.chunk -> x.free -> y.chunk.tmp -> y.chunk`) keeps its earlier life's bytes wherever
-//! nothing synced since overwrote them. At a capture point (inside the observer, under its
-//! lock, so every other engine thread stops at its next event) each live inode's current
-//! bytes are read. An image is then:
-//!
-//! - names: the namespace as of the last directory fsync, plus each later create, rename
-//!   and unlink applied or not, independently (impossible combinations, such as renaming a
-//!   name the image does not hold, are skipped): a lost rename leaves the file under its
-//!   previous name;
-//! - bytes of each named inode: every 512-byte sector whose current bytes differ from the
-//!   durable ones holds either (the old life's bytes in a recycled file, zeros in a new one),
-//!   or the new bytes up to an 8-byte boundary and the old ones after it (written back in
-//!   the middle of an append); or all of them are lost, or all kept. Sizes stay as they are.
+//! nothing synced since overwrote them. Directory operations are pending until the next
+//! directory fsync. At a capture point (inside the observer, under its lock, so every other
+//! engine thread stops at its next event) each inode an image may name is read, then the
+//! test's snapshot is taken (acknowledgements given so far depend only on syncs already
+//! heard; what the test had written by then bounds what the bytes can hold).
 //!
 //! Recycling windows (the engine's `Files::prepare` from a spare) are tracked per inode, so a
-//! phase can capture at every event while one is open: after the rename `.free ->
-//! .chunk.tmp` before the header's `SyncFile`; at that `SyncFile` but before it counts (the
-//! header written, not synced); after it, before the install rename; after the install,
-//! before its directory fsync.
+//! [`Mode::Recycle`] phase captures at every event while one is open: after the rename
+//! `.free -> .chunk.tmp`, before the new header is written; right after the header write
+//! (the capture taken at the rename, completed with the header once its `SyncFile` says
+//! what it is: no event comes in between); at that `SyncFile` before it counts; after it,
+//! before the install rename; after the install, before its directory fsync.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;

@@ -34,7 +34,9 @@ fn power_loss_while_recycling_keeps_every_acknowledged_entry() {
     let mut r = Run::new(seed);
     r.open();
     r.start_flushers();
-    r.rec.phase("recycling", 10, 40, Mode::Recycle);
+    // Captures kept per recycling window (and at random points), more for longer runs.
+    let cap = 10 * images_from_env(300).div_ceil(300) as usize;
+    r.rec.phase("recycling", cap, 40, Mode::Recycle);
     let installs = 40 + images_from_env(300) / 10;
     while r.rec.counts().installs < installs {
         r.step();
@@ -51,19 +53,14 @@ fn power_loss_while_recycling_keeps_every_acknowledged_entry() {
         Window::HeaderSynced,
         Window::Installed,
     ] {
-        assert!(
-            caps.iter().any(|c| c.windows.contains(&w)),
-            "no capture in recycling window {w:?}"
-        );
+        let n = caps.iter().filter(|c| c.windows.contains(&w)).count();
+        println!("power_loss_recycle run: {n} captures in window {w:?}");
+        assert!(n > 0, "no capture in recycling window {w:?}");
     }
     let newest_recycled = caps
         .iter()
         .filter(|c| {
-            let newest = c
-                .durable
-                .iter()
-                .filter(|(n, _)| n.ends_with(".chunk"))
-                .last();
+            let newest = c.durable.iter().rev().find(|(n, _)| n.ends_with(".chunk"));
             newest.is_some_and(|(_, ino)| c.recycled.contains(ino))
         })
         .count();
@@ -86,7 +83,7 @@ fn a_spare_is_reused_only_once_its_retirement_is_durable() {
     r.spares = 1;
     r.open();
     r.rec.phase("purge then rotate", 12, 60, Mode::Recycle);
-    for _ in 0..24 {
+    for _ in 0..24 * images_from_env(300).div_ceil(300) {
         // Fill the active chunk almost to its end.
         while r.wal().reader().tail_position().unwrap().1 < CHUNK - 2500 {
             r.append(1);
@@ -371,10 +368,17 @@ fn a_recycled_chunk_with_its_old_header_is_not_taken_for_the_new_one() {
     let without = crate::crash_util::copy_dir(r.dir.path());
     std::fs::remove_file(without.path().join(tmp)).unwrap();
     let wal = Wal::open(cfg(without.path())).unwrap();
-    assert_eq!(
-        h,
-        held(&wal).unwrap(),
-        "the prepared chunk with its old header was adopted"
+    let h0 = held(&wal).unwrap();
+    drop(wal);
+    assert_eq!(h, h0, "the prepared chunk with its old header was adopted");
+    // With its own header it is adopted (so the case above was a real choice).
+    let img = crate::crash_util::copy_dir(r.dir.path());
+    let wal = Wal::open(cfg(img.path())).unwrap();
+    let adopted = held(&wal).unwrap();
+    matches_history(&hist, &adopted, m).unwrap();
+    assert!(
+        adopted.entries.len() > h0.entries.len(),
+        "the prepared chunk was not adopted with its own header"
     );
     drop(wal);
     // Installed with the old header: refused, never read as the new chunk.
