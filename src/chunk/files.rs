@@ -195,9 +195,10 @@ impl Files {
         }
     }
 
-    /// Retire purged chunk `seq`, whose mapping was `region`: keep it as a spare if the
-    /// pool has room, else remove it. The caller syncs the directory after.
-    pub fn retire_chunk(&self, seq: u64, region: std::sync::Weak<Region>) -> io::Result<()> {
+    /// Retire purged chunk `seq`: rename it to its spare name if the pool has room (`true`),
+    /// else remove it. The caller syncs the directory, then hands a renamed one to the pool
+    /// with [`Files::keep_spare`].
+    pub fn retire_chunk(&self, seq: u64) -> io::Result<bool> {
         let path = chunk_path(&self.dir, seq);
         if self.pool.has_room() {
             let to = free_path(&self.dir, seq);
@@ -206,10 +207,21 @@ impl Files {
                 from: &path,
                 to: &to,
             });
-            self.pool.push(seq, region);
-            return Ok(());
+            return Ok(true);
         }
-        self.remove(&path)
+        self.remove(&path).map(|()| false)
+    }
+
+    /// Make retired chunk `seq` (renamed to its spare name, and the directory synced since),
+    /// whose mapping was `region`, available for reuse.
+    ///
+    /// Only once the rename is durable: until then a power loss may undo it, and a spare
+    /// already rewritten as a new chunk (header, records) would be back under its old chunk
+    /// name, which open refuses (`SeqMismatch`, or records of another chunk inside a sealed
+    /// one). Found by `power_loss_recycle`: a rotation right after a purge took the spare
+    /// while the directory fsync after its rename was still running.
+    pub fn keep_spare(&self, seq: u64, region: std::sync::Weak<Region>) {
+        self.pool.push(seq, region);
     }
 
     /// Rename prepared chunk `seq` into place, then fsync the directory.

@@ -331,6 +331,14 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     // Leftovers (unused spares, a blank newest chunk) go first: a new first chunk may take
     // a blank one's name.
     owner.files().remove_leftovers(&leftovers)?;
+    // The names listed above may not be durable yet: a process that died between a
+    // retirement's rename and its directory fsync leaves a spare whose rename a power loss
+    // can still undo. Reusing it before the fsync would put a new chunk's header and records
+    // under the old chunk's name (found by `power_loss_recycle`). So sync the directory
+    // before any spare can be taken (removing leftovers synced it already).
+    if !spares.is_empty() && leftovers.is_empty() {
+        owner.files().sync_dir()?;
+    }
     let tail = match tail {
         Some(t) => t,
         None => new_first_chunk(&config, &owner, &chunks, &mut metas)?,

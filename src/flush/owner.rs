@@ -260,15 +260,23 @@ impl SyncOwner {
         self.sync_to(target)?;
         let _turn = self.turn.lock();
         for (seq, region) in chunks {
-            if let Err(e) = self.files.retire_chunk(*seq, Weak::clone(region)) {
-                // A leftover fully purged chunk is harmless: open skips over it.
-                tracing::warn!(seq, error = %e, "could not retire purged chunk");
-                return Ok(());
-            }
+            let kept = match self.files.retire_chunk(*seq) {
+                Ok(kept) => kept,
+                Err(e) => {
+                    // A leftover fully purged chunk is harmless: open skips over it.
+                    tracing::warn!(seq, error = %e, "could not retire purged chunk");
+                    return Ok(());
+                }
+            };
             // fsyncgate: a failed directory fsync may have dropped more than this change.
             if let Err(e) = self.files.sync_dir() {
                 tracing::error!(error = %e, "fsync of the directory after purge failed");
                 return Err(self.fail("fsync directory", &e));
+            }
+            // A spare becomes reusable only now that its new name is durable (see
+            // `Files::keep_spare`).
+            if kept {
+                self.files.keep_spare(*seq, Weak::clone(region));
             }
         }
         Ok(())
