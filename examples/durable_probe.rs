@@ -2,8 +2,8 @@
 //! fresh log (and, with `--steady`, with purges feeding chunk recycling), reporting
 //! entries/s, latency percentiles, syncs and device bytes written per payload byte.
 //!
-//! `cargo run --release --example durable_probe -- [dir] [batches] [window] [chunk_mib] [--steady]`
-//! (window 0: buffered appends, one flush at the end)
+//! `cargo run --release --example durable_probe -- [dir] [batches] [window] [chunk_mib] [--steady] [--reopen]`
+//! (window 0: buffered appends, one flush at the end; `--reopen`: time a reopen after)
 
 use std::collections::VecDeque;
 use std::os::unix::fs::MetadataExt;
@@ -42,6 +42,7 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let steady = args.iter().any(|a| a == "--steady");
+    let reopen = args.iter().any(|a| a == "--reopen");
     let args: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let root = args.first().map_or("/tmp".into(), |s| s.to_string());
     let batches: usize = args.get(1).map_or(2000, |s| s.parse().unwrap());
@@ -109,8 +110,18 @@ fn main() {
     }
     let secs = t0.elapsed().as_secs_f64();
     let s1 = wal.access_stat();
+    let newest_recycled = wal.access_stat().chunks_recycled > 0;
     wal.close().unwrap();
     let after = sectors_written(&dir);
+    if reopen {
+        let t = Instant::now();
+        let wal = Wal::open(Config::new(&dir).chunk_size(chunk_mib << 20)).unwrap();
+        println!(
+            "reopen: {:.1} ms ({} entries, recycled chunks in the log: {newest_recycled})",
+            t.elapsed().as_secs_f64() * 1e3,
+            wal.log_state().last.map_or(0, |l| l.index) - wal.first_index().unwrap_or(1) + 1
+        );
+    }
     let payload = (batches * 64 * 256) as f64;
     let dev = match (before, after) {
         (Some(a), Some(b)) => (b - a) as f64 * 512.0 / payload,

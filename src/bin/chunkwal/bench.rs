@@ -142,6 +142,47 @@ impl Samples {
     }
 }
 
+/// `nb` durable batches from `next_batch` with up to 8 `flush` callbacks outstanding: the
+/// latency of each batch from its append to its callback, the wall time, and the syncs.
+fn pipelined(
+    wal: &Wal,
+    nb: u64,
+    mut next_batch: impl FnMut() -> Vec<(LogId, Bytes)>,
+    hide: bool,
+) -> Result<(Samples, Duration, u64), Fail> {
+    const WINDOW: u64 = 8;
+    let b = bar(nb, "durable batches, 8 in flight", hide);
+    let syncs = wal.access_stat().syncs;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut lat = Samples::new();
+    let wait = |lat: &mut Samples| -> Result<(), Fail> {
+        let (d, r): (Duration, chunkwal::Result<()>) = rx
+            .recv()
+            .map_err(|_| Fail::error("the flush callback was dropped"))?;
+        r?;
+        lat.add(d);
+        Ok(())
+    };
+    let t0 = Instant::now();
+    for i in 0..nb {
+        let start = Instant::now();
+        wal.append(next_batch())?;
+        let tx = tx.clone();
+        wal.flush(move |r| {
+            let _ = tx.send((start.elapsed(), r));
+        })?;
+        if i + 1 >= WINDOW {
+            wait(&mut lat)?;
+        }
+        b.inc(1);
+    }
+    for _ in 0..nb.min(WINDOW - 1) {
+        wait(&mut lat)?;
+    }
+    b.finish_and_clear();
+    Ok((lat, t0.elapsed(), wal.access_stat().syncs - syncs))
+}
+
 /// Read `[from, to)` in calls of at most 1000 entries; returns entries read.
 fn read_all(wal: &Wal, from: u64, to: u64, bar: &ProgressBar) -> Result<u64, Fail> {
     let mut n = 0;
@@ -228,6 +269,9 @@ pub fn run(a: Args) -> CmdResult {
     }
     b.finish_and_clear();
 
+    // 1b. The same batches with up to 8 flushes in flight (group commit).
+    let pipe = pipelined(&wal, nb, || batch(a.batch as u64, &mut next), hide)?;
+
     // 2. Single-entry durable appends.
     let ns = a.single_appends.unwrap_or_else(|| a.entries.min(500));
     let b = bar(ns, "single-entry appends", hide);
@@ -243,10 +287,7 @@ pub fn run(a: Args) -> CmdResult {
         b.inc(1);
     }
     b.finish_and_clear();
-    // 3. Buffered appends: no waiting for the disk. They run after the durable phases so
-    //    that each write phase measures its steady state: durable appends right after a
-    //    buffered burst first pay, for a few MiB, for the large page-cache folios the
-    //    burst left ahead of the cursor (see docs/durability.md, "Page cache").
+    // 3. Buffered appends: no waiting for the disk.
     let b = bar(a.entries, "buffered appends", hide);
     let t = Instant::now();
     let mut left = a.entries;
@@ -337,6 +378,7 @@ pub fn run(a: Args) -> CmdResult {
         final_flush,
         durable,
         nb,
+        pipe,
         single,
         ns,
         warm: (warm_n, warm, warm_hits),
@@ -389,6 +431,8 @@ struct Results<'a> {
     final_flush: Duration,
     durable: Samples,
     nb: u64,
+    /// Durable batches with 8 flushes in flight: ack latencies, wall time, syncs.
+    pipe: (Samples, Duration, u64),
     single: Samples,
     ns: u64,
     warm: (u64, Duration, u64),
@@ -430,6 +474,13 @@ impl Results<'_> {
                 "mib_per_sec": fmt::mib_per_sec(de * self.pb, self.durable.total),
                 "p50_us": fmt::micros(self.durable.p(50.0)),
                 "p99_us": fmt::micros(self.durable.p(99.0)),
+            },
+            "pipelined_append": {
+                "batches": self.nb, "in_flight": 8, "entries": de,
+                "entries_per_sec": fmt::per_sec(de, self.pipe.1),
+                "p50_us": fmt::micros(self.pipe.0.p(50.0)),
+                "p99_us": fmt::micros(self.pipe.0.p(99.0)),
+                "syncs": self.pipe.2,
             },
             "single_append": {
                 "count": self.ns,
@@ -502,6 +553,15 @@ impl Results<'_> {
             mibs(de * self.pb, self.durable.total),
             fmt::duration(dp50),
             fmt::duration(dp99),
+        ]);
+        let (pp50, pp99) = (self.pipe.0.p(50.0), self.pipe.0.p(99.0));
+        t.row(vec![
+            format!("durable batches, 8 in flight ({} syncs)", self.pipe.2),
+            format!("{} × {}", self.nb, a.batch),
+            rate(de, self.pipe.1),
+            mibs(de * self.pb, self.pipe.1),
+            fmt::duration(pp50),
+            fmt::duration(pp99),
         ]);
         let (sp50, sp99) = (self.single.p(50.0), self.single.p(99.0));
         t.row(vec![
