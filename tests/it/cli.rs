@@ -319,7 +319,8 @@ fn bench_with_tiny_arguments_reports_every_field() {
     ]);
     expect_code(&o, 0);
     let v = json_line(&o);
-    let total = 2000 + 5 * 64 + 5;
+    // Buffered entries, durable batches synced one by one and then 8 in flight, singles.
+    let total = 2000 + 2 * 5 * 64 + 5;
     assert_eq!(v["config"]["entries"], 2000);
     assert_eq!(v["buffered_append"]["entries"], 2000);
     assert!(v["buffered_append"]["entries_per_sec"].as_f64().unwrap() > 0.0);
@@ -330,6 +331,8 @@ fn bench_with_tiny_arguments_reports_every_field() {
         v["durable_append"]["p99_us"].as_f64().unwrap()
             >= v["durable_append"]["p50_us"].as_f64().unwrap()
     );
+    assert_eq!(v["pipelined_append"]["batches"], 5);
+    assert!(v["pipelined_append"]["syncs"].as_u64().unwrap() >= 1);
     assert_eq!(v["single_append"]["count"], 5);
     // Everything fits in the default cache: warm reads are all hits, cold ones all misses.
     assert_eq!(v["warm_read"]["entries"], v["warm_read"]["cache_hits"]);

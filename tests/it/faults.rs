@@ -271,10 +271,13 @@ fn bytes_of_a_purged_and_deleted_chunk_stay_valid() {
     let reader = wal.reader();
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = Arc::clone(&stop);
+    let started = Arc::new(AtomicBool::new(false));
+    let started2 = Arc::clone(&started);
     let t = std::thread::spawn(move || {
         let mut rng = Rng::new(7);
         let mut reads = 0u64;
         while !s2.load(Ordering::SeqCst) {
+            started2.store(true, Ordering::SeqCst);
             let i = 1 + rng.below(300);
             match reader.read(i, (i + 5).min(301)) {
                 Ok(v) => {
@@ -290,6 +293,10 @@ fn bytes_of_a_purged_and_deleted_chunk_stay_valid() {
         reads
     });
 
+    // The purge must race a running reader (on a loaded machine the thread may start late).
+    while !started.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
     let chunk0 = d.path().join(chunk_file_name(0));
     let upto = wal.entry(250).unwrap().unwrap().0;
     wal.purge(upto).unwrap();
