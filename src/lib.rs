@@ -1,6 +1,7 @@
 //! chunkwal: a memory-mapped, segmented write-ahead log for Raft logs.
 //!
-//! Entries are copied straight into preallocated, memory-mapped chunk files. A flush thread
+//! Entries are written (one `pwrite` per call) into preallocated chunk files that readers
+//! see through shared read-only maps, and purged chunks are recycled. A flush thread
 //! makes them durable with `msync` (group commit) and reports back in order. A lock-free
 //! `SkipMap` index and a bounded payload cache serve readers on any thread without ever
 //! blocking the writer.

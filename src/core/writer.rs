@@ -1,5 +1,5 @@
-//! The write path: encode records straight into the active chunk's map, rotate chunks, and
-//! hand sync requests to the flush worker.
+//! The write path: encode a call's records into a staging buffer, write them to the active
+//! chunk with one `pwrite`, rotate chunks, and hand sync requests to the flush worker.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
