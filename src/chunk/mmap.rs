@@ -177,9 +177,6 @@ impl Region {
             return Ahead::Sealed;
         };
         let len = len.min(self.len.saturating_sub(off));
-        if len == 0 {
-            return Ahead::Done;
-        }
         let Some(len) = std::num::NonZeroU64::new(len as u64) else {
             return Ahead::Done;
         };

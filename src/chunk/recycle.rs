@@ -162,7 +162,6 @@ pub fn reuse_as(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs::OpenOptions;
 
     #[test]
     fn tags_of_distinct_seqs_differ_and_only_the_last_is_zero() {
@@ -183,27 +182,5 @@ mod tests {
         assert_eq!(parse_free_name(name), Some(42));
         assert_eq!(parse_free_name("42.free"), None);
         assert_eq!(parse_free_name("00000000000000000042.chunk"), None);
-    }
-
-    #[test]
-    fn a_spare_with_a_live_mapping_is_not_taken() {
-        let pool = Pool::new(2, &[]);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
-        f.set_len(65536).unwrap();
-        let w = Region::map_writable(&f, 65536, &path).unwrap();
-        pool.push(7, std::sync::Arc::downgrade(w.region()));
-        assert_eq!(pool.count(), 1);
-        assert_eq!(pool.take(), None, "mapped: not reusable");
-        drop(w);
-        assert_eq!(pool.take(), Some(7));
-        assert_eq!(pool.count(), 0);
     }
 }

@@ -180,16 +180,24 @@ fn garbage_end(bytes: &[u8], end: usize, epoch_tag: u32) -> usize {
     last_tagged(bytes, end, nonzero_end, epoch_tag).unwrap_or(end)
 }
 
+/// The epoch tag sits at bytes 12..16 of a record header.
+const TAG_AT: usize = 12;
+const TAG_END: usize = TAG_AT + 4;
+
+/// Whether a record header at `p` would carry `tag` (a filter: nothing else is checked).
+fn carries_tag(bytes: &[u8], p: usize, tag: u32) -> bool {
+    bytes.get(p + TAG_AT..p + TAG_END) == Some(&tag.to_le_bytes()[..])
+}
+
 /// One past the last record header at an aligned offset in `[from, limit)` that carries
 /// `tag` and is not all zero, if any (a header cut short by the end of the file counts if its
 /// tag is there; the result never passes the end). Scans backwards.
 fn last_tagged(bytes: &[u8], from: usize, limit: usize, tag: u32) -> Option<usize> {
-    let want = tag.to_le_bytes();
-    let last = limit.checked_sub(1)?.min(bytes.len().checked_sub(16)?);
+    let last = limit.checked_sub(1)?.min(bytes.len().checked_sub(TAG_END)?);
     let mut p = last & !(RECORD_ALIGN - 1);
     while p >= from {
         let head = &bytes[p..(p + RECORD_HEADER_LEN).min(bytes.len())];
-        if head[12..16] == want && head.iter().any(|&b| b != 0) {
+        if carries_tag(bytes, p, tag) && head.iter().any(|&b| b != 0) {
             return Some(p + head.len());
         }
         p = p.checked_sub(RECORD_ALIGN)?;
@@ -199,11 +207,10 @@ fn last_tagged(bytes: &[u8], from: usize, limit: usize, tag: u32) -> Option<usiz
 
 /// Offset of an intact record after `damaged` whose durable hint covers `damaged`.
 fn later_proof(bytes: &[u8], damaged: usize, limit: usize, epoch_tag: u32) -> Option<usize> {
-    let tag = epoch_tag.to_le_bytes();
     let mut p = damaged + RECORD_ALIGN;
     while p < limit && p + RECORD_HEADER_LEN <= bytes.len() {
-        // Cheap filter: the epoch tag sits at bytes 12..16 of a record header.
-        if bytes.get(p + 12..p + 16) == Some(&tag[..]) {
+        // Cheap filter before a full decode.
+        if carries_tag(bytes, p, epoch_tag) {
             if let Ok(f) = decode_frame(&bytes[p..], epoch_tag) {
                 if Record::decode(f.kind, f.body).is_ok() && f.hint as usize > damaged {
                     return Some(p);

@@ -9,10 +9,15 @@ const TAG: u32 = 0xabcd_0001;
 
 /// A chunk image: header, then `recs` as (record, flags, hint), then zeroes up to `len`.
 fn image(recs: &[(Record<'_>, u8, u32)], len: usize) -> (Vec<u8>, Vec<usize>) {
+    image_tagged(recs, len, TAG)
+}
+
+/// [`image`] of a chunk whose epoch tag is `tag`.
+fn image_tagged(recs: &[(Record<'_>, u8, u32)], len: usize, tag: u32) -> (Vec<u8>, Vec<usize>) {
     let h = ChunkHeader {
         version: FORMAT_VERSION,
         chunk_seq: 3,
-        epoch: u64::from(TAG),
+        epoch: u64::from(tag),
         chunk_size: len as u64,
         created_ms: 0,
     };
@@ -26,7 +31,7 @@ fn image(recs: &[(Record<'_>, u8, u32)], len: usize) -> (Vec<u8>, Vec<usize>) {
             &mut buf[off..off + n],
             r.kind(),
             *flags,
-            TAG,
+            tag,
             *hint,
             r.body_len(),
             |b| r.write_body(b),
@@ -149,10 +154,9 @@ fn last_nonzero_finds_the_last_set_byte_anywhere() {
     }
 }
 
-/// Appends go through `pwrite`: readable through the (read-only) map once published, in the
-/// file at once, and never past the chunk's end.
-#[test]
-fn writes_land_in_the_file_and_show_through_the_map_once_published() {
+/// A read-write file of `len` bytes in a new temporary directory (kept alive by the first
+/// value).
+fn scratch_file(len: u64) -> (tempfile::TempDir, std::path::PathBuf, std::fs::File) {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("c");
     let f = std::fs::OpenOptions::new()
@@ -162,7 +166,29 @@ fn writes_land_in_the_file_and_show_through_the_map_once_published() {
         .write(true)
         .open(&path)
         .unwrap();
-    f.set_len(1 << 16).unwrap();
+    f.set_len(len).unwrap();
+    (d, path, f)
+}
+
+/// A spare whose mapping is still alive is not handed out; once it is gone it is.
+#[test]
+fn a_spare_with_a_live_mapping_is_not_taken() {
+    let pool = super::recycle::Pool::new(2, &[]);
+    let (_d, path, f) = scratch_file(65536);
+    let w = super::Region::map_writable(&f, 65536, &path).unwrap();
+    pool.push(7, std::sync::Arc::downgrade(w.region()));
+    assert_eq!(pool.count(), 1);
+    assert_eq!(pool.take(), None, "mapped: not reusable");
+    drop(w);
+    assert_eq!(pool.take(), Some(7));
+    assert_eq!(pool.count(), 0);
+}
+
+/// Appends go through `pwrite`: readable through the (read-only) map once published, in the
+/// file at once, and never past the chunk's end.
+#[test]
+fn writes_land_in_the_file_and_show_through_the_map_once_published() {
+    let (_d, path, f) = scratch_file(1 << 16);
     let mut w = super::Region::map_writable(&f, 1 << 16, &path).unwrap();
     w.seek(64);
     w.publish();
@@ -184,22 +210,10 @@ fn writes_land_in_the_file_and_show_through_the_map_once_published() {
 
 /// A recycled chunk: the records of its earlier life (another tag) follow the new ones.
 fn recycled(new_recs: usize, old_recs: usize) -> (Vec<u8>, Vec<usize>) {
-    let mut buf = vec![0u8; 4096];
-    let mut off = HEADER_LEN;
-    for i in 0..old_recs as u64 {
-        let r = entry(100 + i);
-        let n = encoded_len(r.body_len());
-        write_frame(
-            &mut buf[off..off + n],
-            r.kind(),
-            0,
-            TAG ^ 0x5555,
-            0,
-            r.body_len(),
-            |b| r.write_body(b),
-        );
-        off += n;
-    }
+    let old: Vec<_> = (0..old_recs as u64)
+        .map(|i| (entry(100 + i), 0, 0))
+        .collect();
+    let (mut buf, _) = image_tagged(&old, 4096, TAG ^ 0x5555);
     let new: Vec<_> = (0..new_recs as u64).map(|i| (entry(i + 1), 0, 0)).collect();
     let (fresh, offs) = image(&new, 4096);
     let end = offs
