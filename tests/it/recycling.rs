@@ -29,8 +29,10 @@ fn churn(wal: &Wal, first: u64, rounds: u64) -> u64 {
         wal.flush_blocking().unwrap();
         wal.purge(LogId::new(1, next - 101)).unwrap();
         wal.flush_blocking().unwrap();
+        // The retirement runs on the flush thread; let it finish (the spare joins the pool
+        // only after its directory fsync) so the next round's rotations can reuse it.
+        wal.wait_worker_idle();
     }
-    wal.wait_worker_idle();
     next
 }
 
