@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Result};
 
 /// How open treats a damaged log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,17 +33,40 @@ pub type SyncRecorder = Arc<dyn Fn(&std::path::Path, u64, u64) + Send + Sync>;
 pub type FailPoint = Arc<dyn Fn(&'static str) + Send + Sync>;
 
 /// Configuration for [`crate::Wal::open`].
+///
+/// Build one with [`Config::new`] and the builder methods (one per knob); the fields stay
+/// public for reading (and assigning), but the struct is `#[non_exhaustive]`, so a struct
+/// literal outside chunkwal does not compile and new knobs are not breaking changes.
+/// [`Config::validate`] (run by open) checks every rule and names the broken one in a
+/// [`ConfigError`].
+///
+/// ```
+/// use chunkwal::{Config, RecoveryMode};
+/// let dir = tempfile::tempdir()?;
+/// let config = Config::new(dir.path())
+///     .chunk_size(16 << 20)
+///     .cache_max_items(10_000)
+///     .cache_max_bytes(32 << 20)
+///     .flush_batch_max(256)
+///     .recovery_mode(RecoveryMode::Strict)
+///     .max_unsynced_bytes(Some(4 << 20));
+/// config.validate()?;
+/// let wal = chunkwal::Wal::open(config)?;
+/// # drop(wal);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Directory holding the chunk files.
     pub dir: PathBuf,
     /// Size of each preallocated chunk file. Default 64 MiB; 64 KiB to 1 GiB.
     pub chunk_size: u64,
-    /// Payload cache bound in entries. Default 65 536.
+    /// Payload cache bound in entries. Default 65 536; 0 disables the cache.
     pub cache_max_items: usize,
-    /// Payload cache bound in payload bytes. Default 64 MiB.
+    /// Payload cache bound in payload bytes. Default 64 MiB; 0 disables the cache.
     pub cache_max_bytes: usize,
-    /// Most flush requests merged into one sync (group commit). Default 1024.
+    /// Most flush requests merged into one sync (group commit). Default 1024; at least 1.
     pub flush_batch_max: usize,
     /// What open does with a damaged log. Default [`RecoveryMode::TolerateTornTail`].
     pub recovery_mode: RecoveryMode,
@@ -57,7 +80,8 @@ pub struct Config {
     /// Backpressure: when more than this many bytes of the active chunk are written but not
     /// yet durable, [`crate::Wal::append`] syncs (or waits for the sync running) before it
     /// returns. Default `None`: the writer never waits for the flush thread, and memory
-    /// and the page cache bound how far it can run ahead.
+    /// and the page cache bound how far it can run ahead. `Some(n)` needs
+    /// `1 <= n < chunk_size` (only the active chunk's bytes are counted).
     pub max_unsynced_bytes: Option<u64>,
     /// Fault injection: called before each msync of chunk data (feature `testing`).
     #[cfg(feature = "testing")]
@@ -120,16 +144,40 @@ impl Config {
         }
     }
 
-    /// Set the chunk size.
+    /// Set the chunk size (see [`Config::chunk_size`](Config#structfield.chunk_size)).
     pub fn chunk_size(mut self, bytes: u64) -> Self {
         self.chunk_size = bytes;
         self
     }
 
-    /// Set both cache bounds.
+    /// Set both cache bounds (entries and payload bytes).
     pub fn cache(mut self, max_items: usize, max_bytes: usize) -> Self {
         self.cache_max_items = max_items;
         self.cache_max_bytes = max_bytes;
+        self
+    }
+
+    /// Set the cache bound in entries (0 disables the cache).
+    pub fn cache_max_items(mut self, max_items: usize) -> Self {
+        self.cache_max_items = max_items;
+        self
+    }
+
+    /// Set the cache bound in payload bytes (0 disables the cache).
+    pub fn cache_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.cache_max_bytes = max_bytes;
+        self
+    }
+
+    /// Set the most flush requests merged into one sync (at least 1).
+    pub fn flush_batch_max(mut self, requests: usize) -> Self {
+        self.flush_batch_max = requests;
+        self
+    }
+
+    /// Set whether open creates a missing directory.
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
         self
     }
 
@@ -139,7 +187,8 @@ impl Config {
         self
     }
 
-    /// Set the backpressure bound (see [`Config::max_unsynced_bytes`]).
+    /// Set the backpressure bound (see
+    /// [`Config::max_unsynced_bytes`](Config#structfield.max_unsynced_bytes)).
     pub fn max_unsynced_bytes(mut self, bytes: Option<u64>) -> Self {
         self.max_unsynced_bytes = bytes;
         self
@@ -148,6 +197,34 @@ impl Config {
     /// Set the recovery mode.
     pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
         self.recovery_mode = mode;
+        self
+    }
+
+    /// Set the sync fault-injection hook (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub fn sync_hook(mut self, hook: SyncHook) -> Self {
+        self.sync_hook = Some(hook);
+        self
+    }
+
+    /// Set the synced-range observer (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub fn sync_recorder(mut self, recorder: SyncRecorder) -> Self {
+        self.sync_recorder = Some(recorder);
+        self
+    }
+
+    /// Set the file-system operation observer (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub fn fs_observer(mut self, observer: crate::chunk::FsObserver) -> Self {
+        self.fs_observer = Some(observer);
+        self
+    }
+
+    /// Set the write-path fail point (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub fn fail_point(mut self, hook: FailPoint) -> Self {
+        self.fail_point = Some(hook);
         self
     }
 
@@ -165,7 +242,7 @@ impl Config {
     }
 
     /// Run the fail point `name`, if a test set one.
-    pub(crate) fn fail_point(&self, name: &'static str) {
+    pub(crate) fn run_fail_point(&self, name: &'static str) {
         #[cfg(feature = "testing")]
         if let Some(f) = &self.fail_point {
             f(name);
@@ -174,26 +251,132 @@ impl Config {
         let _ = name;
     }
 
-    /// Check every bound.
+    /// Check every rule; the first one broken is named in the error
+    /// ([`crate::Error::InvalidConfig`]).
+    ///
+    /// ```
+    /// use chunkwal::{Config, ConfigError, Error};
+    /// let err = Config::new("/tmp/x").chunk_size(1000).validate().unwrap_err();
+    /// assert!(matches!(
+    ///     err,
+    ///     Error::InvalidConfig(ConfigError::ChunkSizeOutOfRange { value: 1000, .. })
+    /// ));
+    /// ```
     pub fn validate(&self) -> Result<()> {
+        self.check().map_err(Into::into)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
-            return Err(Error::InvalidConfig {
-                field: "chunk_size",
-                reason: "must be between 64 KiB and 1 GiB",
+            return Err(ConfigError::ChunkSizeOutOfRange {
+                value: self.chunk_size,
+                min: MIN_CHUNK_SIZE,
+                max: MAX_CHUNK_SIZE,
             });
         }
-        if self.chunk_size % 4096 != 0 {
-            return Err(Error::InvalidConfig {
-                field: "chunk_size",
-                reason: "must be a multiple of 4096",
+        if self.chunk_size % CHUNK_ALIGN != 0 {
+            return Err(ConfigError::ChunkSizeUnaligned {
+                value: self.chunk_size,
+                align: CHUNK_ALIGN,
             });
         }
         if self.flush_batch_max == 0 {
-            return Err(Error::InvalidConfig {
-                field: "flush_batch_max",
-                reason: "must be at least 1",
-            });
+            return Err(ConfigError::FlushBatchMaxZero);
+        }
+        match self.max_unsynced_bytes {
+            Some(0) => return Err(ConfigError::MaxUnsyncedBytesZero),
+            Some(value) if value >= self.chunk_size => {
+                return Err(ConfigError::MaxUnsyncedBytesTooLarge {
+                    value,
+                    chunk_size: self.chunk_size,
+                })
+            }
+            _ => {}
         }
         Ok(())
+    }
+}
+
+/// A chunk size must be a multiple of this.
+const CHUNK_ALIGN: u64 = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broken(c: Config) -> ConfigError {
+        match c.validate() {
+            Err(crate::Error::InvalidConfig(e)) => e,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::new("d").validate().unwrap();
+        Config::new("d").cache(0, 0).validate().unwrap();
+    }
+
+    #[test]
+    fn each_rule_has_its_own_error() {
+        let c = || Config::new("d");
+        assert_eq!(
+            broken(c().chunk_size(MIN_CHUNK_SIZE - 4096)),
+            ConfigError::ChunkSizeOutOfRange {
+                value: MIN_CHUNK_SIZE - 4096,
+                min: MIN_CHUNK_SIZE,
+                max: MAX_CHUNK_SIZE
+            }
+        );
+        assert!(matches!(
+            broken(c().chunk_size(MAX_CHUNK_SIZE + 4096)),
+            ConfigError::ChunkSizeOutOfRange { .. }
+        ));
+        assert_eq!(
+            broken(c().chunk_size(MIN_CHUNK_SIZE + 1)),
+            ConfigError::ChunkSizeUnaligned {
+                value: MIN_CHUNK_SIZE + 1,
+                align: 4096
+            }
+        );
+        assert_eq!(
+            broken(c().flush_batch_max(0)),
+            ConfigError::FlushBatchMaxZero
+        );
+        assert_eq!(
+            broken(c().max_unsynced_bytes(Some(0))),
+            ConfigError::MaxUnsyncedBytesZero
+        );
+        assert_eq!(
+            broken(c().chunk_size(1 << 20).max_unsynced_bytes(Some(1 << 20))),
+            ConfigError::MaxUnsyncedBytesTooLarge {
+                value: 1 << 20,
+                chunk_size: 1 << 20
+            }
+        );
+        c().chunk_size(1 << 20)
+            .max_unsynced_bytes(Some((1 << 20) - 1))
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn builders_set_their_field() {
+        let c = Config::new("d")
+            .cache_max_items(3)
+            .cache_max_bytes(4)
+            .flush_batch_max(5)
+            .create_if_missing(false)
+            .recycle_chunks(6);
+        assert_eq!(
+            (
+                c.cache_max_items,
+                c.cache_max_bytes,
+                c.flush_batch_max,
+                c.create_if_missing,
+                c.recycle_chunks
+            ),
+            (3, 4, 5, false, 6)
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Structured errors: every failure names what failed and where.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Result alias used throughout chunkwal.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -181,13 +182,20 @@ pub enum Error {
         /// The path.
         path: PathBuf,
     },
-    /// A sync failed earlier; the log refuses further writes until reopened.
-    #[error("log is poisoned: {op} failed earlier ({kind}); reopen to recover")]
+    /// A fatal failure (a failed sync, install or directory fsync, or a panic on the write
+    /// or flush path) poisoned the log: every later write, flush and flush ticket returns
+    /// this same error, source included, until the log is reopened. Also returned by
+    /// [`crate::Wal::open`] when open's own sync of the tail fails (no log was opened).
+    #[error("log is poisoned: {op} failed earlier{}: {source}; reopen to recover", on_path(.path))]
     Poisoned {
-        /// The operation that failed first.
+        /// The operation that failed first (for example `"msync"`, `"install chunk"`).
         op: &'static str,
-        /// The kind of the original I/O error.
-        kind: io::ErrorKind,
+        /// The file or directory it failed on, when one is known.
+        path: Option<PathBuf>,
+        /// The error that caused it (shared: every later call returns a clone of it). A
+        /// caught panic is an [`io::ErrorKind::Other`] error wrapping [`Panicked`].
+        #[source]
+        source: Arc<io::Error>,
     },
     /// A payload does not fit in a chunk.
     #[error("record of {size} bytes exceeds the maximum of {max} bytes for this chunk size")]
@@ -224,14 +232,9 @@ pub enum Error {
         /// Last purged index.
         purged: u64,
     },
-    /// A configuration value is out of range.
-    #[error("invalid config field {field}: {reason}")]
-    InvalidConfig {
-        /// The field.
-        field: &'static str,
-        /// The rule it broke.
-        reason: &'static str,
-    },
+    /// A configuration value breaks a rule of [`crate::Config::validate`].
+    #[error("invalid config: {0}")]
+    InvalidConfig(#[from] ConfigError),
     /// A write was refused before anything of it was written: one of its records
     /// contradicts the log (it would not replay). Nothing changed.
     #[error("write refused, nothing written: {reason}")]
@@ -287,6 +290,77 @@ impl Error {
     pub fn is_poisoned(&self) -> bool {
         matches!(self, Error::Poisoned { .. })
     }
+}
+
+/// An [`io::Error`] like `e` (same OS error code, or the same kind), for when one error
+/// must be both returned and kept (`io::Error` is not `Clone`).
+pub(crate) fn copy_io(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::from(e.kind()),
+    }
+}
+
+/// `" on <path>"`, or nothing.
+fn on_path(path: &Option<PathBuf>) -> String {
+    path.as_deref().map(on).unwrap_or_default()
+}
+
+fn on(path: &Path) -> String {
+    format!(" on {}", path.display())
+}
+
+/// The source of a [`Error::Poisoned`] caused by a caught panic (wrapped in an
+/// [`io::Error`] of kind [`io::ErrorKind::Other`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a panic was caught")]
+pub struct Panicked;
+
+impl Panicked {
+    /// The [`io::Error`] a poison caused by a panic carries.
+    pub(crate) fn io() -> io::Error {
+        io::Error::other(Panicked)
+    }
+}
+
+/// Which rule of [`crate::Config::validate`] a configuration broke.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `chunk_size` is outside the accepted range.
+    #[error("chunk_size {value} is not between {min} and {max} bytes")]
+    ChunkSizeOutOfRange {
+        /// The configured value.
+        value: u64,
+        /// Smallest accepted ([`crate::MIN_CHUNK_SIZE`]).
+        min: u64,
+        /// Largest accepted ([`crate::MAX_CHUNK_SIZE`]).
+        max: u64,
+    },
+    /// `chunk_size` is not a multiple of the page-sized alignment.
+    #[error("chunk_size {value} is not a multiple of {align}")]
+    ChunkSizeUnaligned {
+        /// The configured value.
+        value: u64,
+        /// The required alignment.
+        align: u64,
+    },
+    /// `flush_batch_max` is 0: no flush request could ever be taken.
+    #[error("flush_batch_max must be at least 1")]
+    FlushBatchMaxZero,
+    /// `max_unsynced_bytes` is `Some(0)`. Use `None` for no backpressure, or
+    /// [`crate::Wal::flush_blocking`] after each append to make every append durable.
+    #[error("max_unsynced_bytes must be at least 1 (use None for no bound)")]
+    MaxUnsyncedBytesZero,
+    /// `max_unsynced_bytes` is not below `chunk_size`. The bound counts the active chunk's
+    /// unsynced bytes, which never reach the chunk size, so it could never apply.
+    #[error("max_unsynced_bytes {value} must be below chunk_size {chunk_size}")]
+    MaxUnsyncedBytesTooLarge {
+        /// The configured bound.
+        value: u64,
+        /// The configured chunk size.
+        chunk_size: u64,
+    },
 }
 
 /// ENOSPC or EDQUOT.

@@ -42,6 +42,7 @@ pub use crate::core::{
     inspect_dir, AccessStat, ChunkReport, ChunkStat, DumpData, DumpRecord, OwnedRecord, Reader,
     Stat, Wal,
 };
-pub use crate::error::{CorruptionKind, Error, Result};
+pub use crate::error::{ConfigError, CorruptionKind, Error, Panicked, Result};
+pub use crate::flush::FlushTicket;
 pub use crate::index::CacheStat;
 pub use crate::types::{LogId, LogState, MAX_CHUNK_SEQ};

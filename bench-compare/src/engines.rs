@@ -85,10 +85,10 @@ impl Log for Chunkwal {
             cfg = cfg.chunk_size(c);
         }
         if let Some(items) = opts.cache_items {
-            cfg.cache_max_items = items;
+            cfg = cfg.cache_max_items(items);
         }
         if let Some(bytes) = opts.cache_bytes {
-            cfg.cache_max_bytes = bytes;
+            cfg = cfg.cache_max_bytes(bytes);
         }
         chunkwal::Wal::open(cfg).map(Chunkwal).map_err(other)
     }

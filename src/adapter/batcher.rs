@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use super::error::AdapterError;
-use super::oneshot::{self, Receiver, Sender};
+use crate::flush::oneshot::{self, Receiver, Sender};
 
 /// What a waiter receives.
 pub(crate) type Outcome = Result<(), AdapterError>;
@@ -249,7 +249,8 @@ mod tests {
         let r4 = b.wait_for(s4);
         let poisoned = crate::Error::Poisoned {
             op: "msync",
-            kind: std::io::ErrorKind::Other,
+            path: None,
+            source: std::sync::Arc::new(std::io::ErrorKind::Other.into()),
         };
         wake(b.complete(s4, Err(poisoned)));
         assert!(failed(r2), "request 2 was never synced");

@@ -1,8 +1,8 @@
 //! `LogStore`: the async Raft log store over the synchronous [`Wal`], in the shape of
 //! d-engine's `LogStore` and `MetaStore`, with no async runtime dependency.
 //!
-//! Futures complete from the core's flush worker through [`super::oneshot`], so they run
-//! under any executor. See `docs/durability.md`, "Async adapter", for the guarantees of each
+//! Futures complete from the core's flush callbacks (on its callback thread) through
+//! [`crate::flush::oneshot`], so they run under any executor. See `docs/durability.md`, "Async adapter", for the guarantees of each
 //! [`PersistenceStrategy`] × [`FlushPolicy`].
 
 use std::ops::RangeInclusive;
@@ -15,9 +15,9 @@ use super::backpressure::{admit, Admission};
 use super::batcher::{finish, lock, Book, Outcome};
 use super::error::AdapterError;
 use super::hard_state::HardState;
-use super::oneshot::Receiver;
 use super::policy::{AdapterOptions, FlushPolicy, PersistenceStrategy};
 use super::timer::Timer;
+use crate::flush::oneshot::Receiver;
 use crate::format::encoded_len;
 use crate::{Config, Error, LogId, LogState, Reader, Wal};
 

@@ -5,7 +5,6 @@ mod batcher;
 mod error;
 mod hard_state;
 mod log_store;
-mod oneshot;
 mod policy;
 mod timer;
 

@@ -152,10 +152,13 @@ impl Verifier {
     fn finish(self) -> Result<()> {
         match self {
             Verifier::Done(r) => r,
-            Verifier::Running(h) => h.join().unwrap_or(Err(Error::Poisoned {
-                op: "checksum verifier (panicked)",
-                kind: std::io::ErrorKind::Other,
-            })),
+            Verifier::Running(h) => h.join().unwrap_or_else(|_| {
+                Err(Error::Poisoned {
+                    op: "checksum verifier (panicked)",
+                    path: None,
+                    source: Arc::new(crate::error::Panicked::io()),
+                })
+            }),
         }
     }
 }
@@ -368,10 +371,10 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         gen: 0,
     };
     // Past the replayed end the chunk holds zeros (a cut tail was zeroed above): synced as
-    // they are, so no stale record can reappear behind new ones after a power loss.
-    owner
-        .sync_claiming(target, Some(cut_to.max(end)))
-        .map_err(|e| as_io(e, w.region().path()))?;
+    // they are, so no stale record can reappear behind new ones after a power loss. A
+    // failure is returned as the `Poisoned` error it is (with its op, path and source); no
+    // log was opened, so nothing stays poisoned.
+    owner.sync_claiming(target, Some(cut_to.max(end)))?;
     // The scan faulted the newest chunk's pages in (up to where the file may hold data):
     // drop them from this process too. Readers fault back what they read; the prefault
     // thread maps the pages ahead of the cursor once appends start.
@@ -489,13 +492,4 @@ fn new_first_chunk(
         sealed: false,
         cut_to: 0,
     })
-}
-
-/// A sync that failed at open is reported as the I/O error it was (nothing was opened, so
-/// there is no log to poison).
-fn as_io(e: Error, path: &Path) -> Error {
-    match e {
-        Error::Poisoned { op, kind } => Error::io(op, path, std::io::Error::from(kind)),
-        e => e,
-    }
 }

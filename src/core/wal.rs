@@ -11,6 +11,7 @@ use super::shared::{last_before, Counters};
 use super::writer::{max_meta, max_payload, Writer};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::flush::FlushTicket;
 use crate::format::Record;
 use crate::types::{LogId, LogState};
 
@@ -101,9 +102,7 @@ impl Wal {
         match r {
             Ok(r) => r,
             Err(_) => {
-                w.shared
-                    .poison
-                    .poison("write (panicked)", std::io::ErrorKind::Other);
+                w.shared.poison.poison_panic("write (panicked)");
                 Err(w.shared.poison.error())
             }
         }
@@ -287,11 +286,34 @@ impl Wal {
         self.write_op(|w| w.write(&[Record::UserData { data }], &[], false))
     }
 
-    /// Ask for everything written so far to be made durable; `callback` runs on the flush
-    /// thread with the result, in the order flushes were requested. Concurrent requests are
-    /// merged into one sync (group commit).
+    /// Ask for everything written so far to be made durable; `callback` is called once with
+    /// the result, in the order flushes were requested, after the sync covering the request
+    /// completed (or failed). Concurrent requests are merged into one sync (group commit).
+    ///
+    /// Callbacks run on chunkwal's callback thread, never on the flush thread: a slow
+    /// callback delays the callbacks after it, but no sync. If this call returns an error,
+    /// the callback is dropped without being called. See `docs/durability.md` §2.
     pub fn flush(&self, callback: impl FnOnce(Result<()>) + Send + 'static) -> Result<()> {
         self.write_op(|w| w.request_sync(Some(Box::new(callback))))
+    }
+
+    /// [`Wal::flush`] with a [`FlushTicket`] instead of a callback: wait on the ticket, or
+    /// await it under any executor (no async runtime is needed).
+    ///
+    /// ```
+    /// use chunkwal::{Config, LogId, Wal};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(Config::new(dir.path()))?;
+    /// wal.append([(LogId::new(1, 1), bytes::Bytes::from_static(b"a"))])?;
+    /// let ticket = wal.flush_ticket()?;
+    /// ticket.wait()?; // or `ticket.await?` in async code
+    /// assert_eq!(wal.durable_index(), Some(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn flush_ticket(&self) -> Result<FlushTicket> {
+        let (ticket, callback) = FlushTicket::new();
+        self.write_op(|w| w.request_sync(Some(callback)))?;
+        Ok(ticket)
     }
 
     /// Make everything written so far durable, syncing on the calling thread (no hand-off
@@ -360,8 +382,8 @@ impl Wal {
         w.shared.cache.evict(w.shared.durable.index(), true);
     }
 
-    /// Write a final state record, sync, and stop the worker. Dropping does the same,
-    /// ignoring errors.
+    /// Write a final state record, sync, and stop the worker, after every pending flush
+    /// callback has run. Dropping does the same, ignoring errors.
     pub fn close(self) -> Result<()> {
         self.shutdown()
     }
@@ -394,7 +416,9 @@ impl Wal {
             Ok(())
         })();
         self.wait_worker_idle();
-        self.writer.lock().worker.shutdown();
+        // Joined outside the writer mutex: a callback still running may take it.
+        let mut worker = self.writer.lock().worker.take();
+        worker.shutdown();
         r.and_then(|()| self.reader.shared().poison.check())
     }
 

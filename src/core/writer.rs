@@ -10,7 +10,7 @@ use super::prefault::Prefaulter;
 use super::shared::{apply, check_all, Counters, Shared};
 use crate::chunk::{chunk_path, Chunk, Region, RegionWriter};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{copy_io, Error, Result};
 use crate::flush::{Callback, DurableState, Job, SyncOwner, Target, WorkerHandle};
 use crate::format::{
     encoded_len, write_frame, ChunkHeader, Record, StateImage, FLAG_CONTINUES, HEADER_LEN,
@@ -130,8 +130,10 @@ impl Writer {
                 Ok(())
             }
             Err(e) => {
-                self.shared.poison.poison("write chunk", e.kind());
-                Err(Error::io("write chunk", self.w.region().path(), e))
+                let path = self.w.region().path();
+                let returned = Error::io("write chunk", path, copy_io(&e));
+                self.shared.poison.poison("write chunk", Some(path), e);
+                Err(returned)
             }
         }
     }
@@ -240,7 +242,7 @@ impl Writer {
                 0
             };
             let off = self.stage(rec, flags)?;
-            self.config.fail_point("write.after_put");
+            self.config.run_fail_point("write.after_put");
             staged.push((i, off));
             if self.staged >= STAGE_MAX {
                 self.apply_staged(recs, staged, written)?;
@@ -273,9 +275,12 @@ impl Writer {
                 &mut Bytes::copy_from_slice,
             ) {
                 // Checked above, so the disk and the state can only diverge by a bug here.
+                let cause = Error::corrupt(seq, off as u64, k.clone());
+                let path = self.active.region.path();
+                let source = std::io::Error::other(cause);
                 self.shared
                     .poison
-                    .poison("apply a checked record", std::io::ErrorKind::Other);
+                    .poison("apply a checked record", Some(path), source);
                 return Err(Error::corrupt(seq, off as u64, k));
             }
             self.note(rec, seq, off, written);

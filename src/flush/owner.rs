@@ -158,7 +158,7 @@ impl SyncOwner {
                 Step::Install(seq) => {
                     if let Err(e) = self.files.install(seq) {
                         tracing::error!(seq, error = %e, "installing the next chunk failed");
-                        return Err(self.fail("install chunk", &e));
+                        return Err(self.fail("install chunk", e));
                     }
                     self.set(seq, |t| t.needs_install = false);
                 }
@@ -177,12 +177,11 @@ impl SyncOwner {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
                             tracing::error!(path = %region.path().display(), error = %e, "msync failed");
-                            self.poison.poison("msync", e.kind());
+                            self.poison.poison("msync", Some(region.path()), e);
                             return Err(self.poison.error());
                         }
                         Err(_) => {
-                            self.poison
-                                .poison("msync (panicked)", std::io::ErrorKind::Other);
+                            self.poison.poison_panic("msync (panicked)");
                             return Err(self.poison.error());
                         }
                     }
@@ -207,13 +206,14 @@ impl SyncOwner {
         }
     }
 
-    fn fail(&self, op: &'static str, e: &Error) -> Error {
-        let kind = match e {
-            Error::Io { source, .. } => source.kind(),
-            Error::DiskFull { .. } => std::io::ErrorKind::StorageFull,
-            _ => std::io::ErrorKind::Other,
+    /// Poison the log with `e` as the cause of `op`'s failure; the poison error.
+    fn fail(&self, op: &'static str, e: Error) -> Error {
+        let (path, source) = match e {
+            Error::Io { path, source, .. } => (Some(path), source),
+            Error::DiskFull { path, .. } => (Some(path), std::io::ErrorKind::StorageFull.into()),
+            e => (None, std::io::Error::other(e)),
         };
-        self.poison.poison(op, kind);
+        self.poison.poison(op, path.as_deref(), source);
         self.poison.error()
     }
 
@@ -271,7 +271,7 @@ impl SyncOwner {
             // fsyncgate: a failed directory fsync may have dropped more than this change.
             if let Err(e) = self.files.sync_dir() {
                 tracing::error!(error = %e, "fsync of the directory after purge failed");
-                return Err(self.fail("fsync directory", &e));
+                return Err(self.fail("fsync directory", e));
             }
             // A spare becomes reusable only now that its new name is durable (see
             // `Files::keep_spare`).

@@ -1,28 +1,48 @@
 //! State shared by the writer, the flush worker and readers: poison and the durable point.
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::error::Error;
+use crate::error::{Error, Panicked};
 
 /// Sticky fatal-error flag. Once set, every write and flush fails until the log is reopened.
 #[derive(Debug, Default)]
 pub struct Poison {
     set: AtomicBool,
-    cause: Mutex<Option<(&'static str, io::ErrorKind)>>,
+    cause: Mutex<Option<Cause>>,
+}
+
+/// The first fatal error: what failed, where, and the error itself.
+#[derive(Debug, Clone)]
+struct Cause {
+    op: &'static str,
+    path: Option<PathBuf>,
+    source: Arc<io::Error>,
 }
 
 impl Poison {
-    /// Record the first fatal error.
-    pub fn poison(&self, op: &'static str, kind: io::ErrorKind) {
+    /// Record the first fatal error: `op` failed (on `path`, if known) with `source`. Later
+    /// calls keep the first cause.
+    pub fn poison(&self, op: &'static str, path: Option<&Path>, source: io::Error) {
         let mut c = self.cause.lock();
         if c.is_none() {
-            *c = Some((op, kind));
-            tracing::error!(op, ?kind, "chunkwal poisoned: refusing further writes");
+            tracing::error!(op, path = ?path, error = %source, "chunkwal poisoned: refusing further writes");
+            *c = Some(Cause {
+                op,
+                path: path.map(Path::to_path_buf),
+                source: Arc::new(source),
+            });
         }
         self.set.store(true, Ordering::Release);
+    }
+
+    /// Record a caught panic in `op` as the first fatal error (see [`Poison::poison`]).
+    pub fn poison_panic(&self, op: &'static str) {
+        self.poison(op, None, Panicked::io());
     }
 
     /// `Err(Poisoned)` once poisoned.
@@ -33,13 +53,18 @@ impl Poison {
         Ok(())
     }
 
-    /// The sticky error.
+    /// The sticky error (its source shared with every other copy).
     pub fn error(&self) -> Error {
-        let (op, kind) = self
-            .cause
-            .lock()
-            .unwrap_or(("unknown", io::ErrorKind::Other));
-        Error::Poisoned { op, kind }
+        let c = self.cause.lock().clone().unwrap_or_else(|| Cause {
+            op: "unknown",
+            path: None,
+            source: Arc::new(Panicked::io()),
+        });
+        Error::Poisoned {
+            op: c.op,
+            path: c.path,
+            source: c.source,
+        }
     }
 
     /// Whether the log is poisoned.
@@ -159,11 +184,39 @@ mod tests {
     fn poison_is_sticky_and_keeps_the_first_cause() {
         let p = Poison::default();
         assert!(p.check().is_ok());
-        p.poison("msync", io::ErrorKind::Other);
-        p.poison("later", io::ErrorKind::NotFound);
-        match p.check() {
-            Err(Error::Poisoned { op, .. }) => assert_eq!(op, "msync"),
-            other => panic!("{other:?}"),
+        p.poison(
+            "msync",
+            Some(Path::new("/x/0.chunk")),
+            io::Error::from_raw_os_error(5),
+        );
+        p.poison("later", None, io::Error::from(io::ErrorKind::NotFound));
+        for _ in 0..2 {
+            match p.check() {
+                Err(Error::Poisoned { op, path, source }) => {
+                    assert_eq!(op, "msync");
+                    assert_eq!(path.as_deref(), Some(Path::new("/x/0.chunk")));
+                    assert_eq!(source.raw_os_error(), Some(5));
+                }
+                other => panic!("{other:?}"),
+            }
         }
+        // Every copy shares the one source.
+        let (Error::Poisoned { source: a, .. }, Error::Poisoned { source: b, .. }) =
+            (p.error(), p.error())
+        else {
+            panic!("not poisoned");
+        };
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn a_caught_panic_is_the_source() {
+        let p = Poison::default();
+        p.poison_panic("write (panicked)");
+        let e = p.error();
+        let src = std::error::Error::source(&e).expect("a source");
+        let io = src.downcast_ref::<Arc<io::Error>>().expect("an io::Error");
+        assert!(io.get_ref().is_some_and(|i| i.is::<Panicked>()), "{io:?}");
+        assert!(e.to_string().contains("write (panicked)"), "{e}");
     }
 }

@@ -1,5 +1,7 @@
-//! The flush thread: group commit over a crossbeam channel, in-order callbacks, poison on
-//! error. Every sync it runs goes through the [`SyncOwner`].
+//! The flush thread: group commit over a crossbeam channel, poison on error. Every sync it
+//! runs goes through the [`SyncOwner`]. It runs no user code: each answer (a callback with
+//! its result, a barrier) goes to the callback thread ([`super::callbacks`]) in request
+//! order, once the sync covering it completed or failed.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -7,6 +9,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::callbacks::{self, Replies, Reply};
 use super::owner::{SyncOwner, Target};
 use crate::error::{Error, Result};
 
@@ -29,16 +32,17 @@ pub enum Job {
         /// The chunks to retire, with their mappings.
         chunks: Vec<(u64, std::sync::Weak<crate::chunk::Region>)>,
     },
-    /// Reply once everything queued before it is done.
+    /// Reply once everything queued before it is done, callbacks included.
     Barrier(Sender<()>),
 }
 
-/// The sender side plus the thread handle.
-#[derive(Debug)]
+/// The sender side plus the handles of the flush and callback threads.
+#[derive(Debug, Default)]
 pub struct WorkerHandle {
     /// Queue into the worker; `None` after shutdown.
     pub tx: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    callbacks: Option<JoinHandle<()>>,
 }
 
 impl WorkerHandle {
@@ -50,12 +54,26 @@ impl WorkerHandle {
         }
     }
 
-    /// Stop accepting jobs and wait for the thread to finish the queue.
+    /// Stop accepting jobs and wait for the flush thread to finish the queue, then for the
+    /// callback thread to run every callback it was handed.
     pub fn shutdown(&mut self) {
         self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        for t in [self.thread.take(), self.callbacks.take()]
+            .into_iter()
+            .flatten()
+        {
+            // A callback that drops the last handle of its log ends up here, on the callback
+            // thread itself: it cannot join itself, and it finishes on its own.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
         }
+    }
+
+    /// Move the handles out, leaving a stopped handle (so the caller can join the threads
+    /// without holding a lock a callback may want).
+    pub fn take(&mut self) -> WorkerHandle {
+        std::mem::take(self)
     }
 }
 
@@ -69,16 +87,21 @@ struct Worker {
     rx: Receiver<Job>,
     owner: Arc<SyncOwner>,
     batch_max: usize,
+    replies: Replies,
 }
 
-/// Start the flush thread.
+/// Start the flush thread and its callback thread.
 pub fn spawn(owner: Arc<SyncOwner>, batch_max: usize) -> Result<WorkerHandle> {
+    let (replies, callbacks) = callbacks::spawn()?;
     let (tx, rx) = crossbeam_channel::unbounded();
     let w = Worker {
         rx,
         owner,
         batch_max,
+        replies,
     };
+    // If this spawn fails, `w` (and with it the replies sender) is dropped, so the callback
+    // thread ends by itself.
     let thread = std::thread::Builder::new()
         .name("chunkwal-flush".into())
         .spawn(move || w.run())
@@ -86,6 +109,7 @@ pub fn spawn(owner: Arc<SyncOwner>, batch_max: usize) -> Result<WorkerHandle> {
     Ok(WorkerHandle {
         tx: Some(tx),
         thread: Some(thread),
+        callbacks: Some(callbacks),
     })
 }
 
@@ -102,9 +126,7 @@ impl Worker {
             let mut slots: Vec<Option<Job>> = batch.into_iter().map(Some).collect();
             let r = catch_unwind(AssertUnwindSafe(|| self.process(&mut slots)));
             if r.is_err() {
-                self.owner
-                    .poison()
-                    .poison("flush worker (panicked)", std::io::ErrorKind::Other);
+                self.owner.poison().poison_panic("flush worker (panicked)");
             }
             // Whatever a failure or a panic left unanswered gets the error.
             for job in slots.iter_mut().filter_map(Option::take) {
@@ -117,10 +139,10 @@ impl Worker {
         match job {
             Job::Sync {
                 callback: Some(cb), ..
-            } => cb(Err(self.owner.poison().error())),
-            Job::Barrier(tx) => {
-                let _ = tx.send(());
-            }
+            } => self
+                .replies
+                .send(Reply::Done(cb, Err(self.owner.poison().error()))),
+            Job::Barrier(tx) => self.replies.send(Reply::Barrier(tx)),
             _ => {}
         }
     }
@@ -143,15 +165,13 @@ impl Worker {
             match slot.take() {
                 Some(Job::Sync {
                     callback: Some(cb), ..
-                }) => cb(Ok(())),
+                }) => self.replies.send(Reply::Done(cb, Ok(()))),
                 Some(Job::Retire { target, chunks })
                     if self.owner.retire(target, &chunks).is_err() =>
                 {
                     return;
                 }
-                Some(Job::Barrier(tx)) => {
-                    let _ = tx.send(());
-                }
+                Some(Job::Barrier(tx)) => self.replies.send(Reply::Barrier(tx)),
                 _ => {}
             }
         }

@@ -6,6 +6,7 @@ mod ack_oracle_adapter;
 mod ack_oracle_openraft;
 mod adapter;
 mod basic;
+mod callbacks;
 #[cfg(feature = "cli")]
 mod cli;
 mod common;

@@ -128,7 +128,7 @@ pub fn describe(e: &chunkwal::Error) -> String {
         } => format!("corruption in chunk {chunk} at offset {offset}: {reason}"),
         E::DiskFull { op, path } => format!("disk full while {op} on {}", path.display()),
         E::Io { op, path, source } => format!("{op} failed on {}: {source}", path.display()),
-        E::InvalidConfig { field, reason } => format!("invalid {field}: {reason}"),
+        E::InvalidConfig(e) => format!("invalid configuration: {e}"),
         other => other.to_string(),
     }
 }

@@ -2,12 +2,14 @@
 //!
 //! The receiver is a [`Future`] (for async callers under any executor: tokio, async-std,
 //! smol, `futures::executor`) and can also be waited on synchronously with
-//! [`Receiver::wait`]. The flush worker completes it from its own thread.
+//! [`Receiver::wait`] or [`Receiver::wait_timeout`]. A flush callback completes it, on the
+//! callback thread. Used by [`super::FlushTicket`] and by the async adapter.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 /// The sender was dropped without sending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +117,35 @@ impl<T> Receiver<T> {
             s = self.chan.cv.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
     }
+
+    /// Block until the value arrives or the sender is dropped, at most `timeout`; true if
+    /// it did (then [`Receiver::wait`] returns at once).
+    pub(crate) fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut s = self.chan.lock();
+        loop {
+            if s.value.is_some() || s.closed {
+                return true;
+            }
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::MAX,
+            };
+            if left.is_zero() {
+                return false;
+            }
+            s = match self.chan.cv.wait_timeout(s, left) {
+                Ok((s, _)) => s,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    /// Whether the value arrived or the sender is gone (waiting would not block).
+    pub(crate) fn is_ready(&self) -> bool {
+        let s = self.chan.lock();
+        s.value.is_some() || s.closed
+    }
 }
 
 impl<T> Future for Receiver<T> {
@@ -158,5 +189,19 @@ mod tests {
     #[test]
     fn ready_is_ready() {
         assert_eq!(ready(3u8).wait(), Ok(3));
+    }
+
+    #[test]
+    fn wait_timeout_reports_whether_the_value_is_in() {
+        let (tx, rx) = channel::<u32>();
+        assert!(!rx.is_ready());
+        assert!(!rx.wait_timeout(Duration::from_millis(1)));
+        tx.send(5);
+        assert!(rx.is_ready());
+        assert!(rx.wait_timeout(Duration::ZERO));
+        assert_eq!(rx.wait(), Ok(5));
+        let (tx, rx) = channel::<u32>();
+        drop(tx);
+        assert!(rx.wait_timeout(Duration::MAX));
     }
 }
