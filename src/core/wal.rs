@@ -291,8 +291,10 @@ impl Wal {
     /// completed (or failed). Concurrent requests are merged into one sync (group commit).
     ///
     /// Callbacks run on chunkwal's callback thread, never on the flush thread: a slow
-    /// callback delays the callbacks after it, but no sync. If this call returns an error,
-    /// the callback is dropped without being called. See `docs/durability.md` §2.
+    /// callback delays the callbacks after it, but no sync. A callback must not close or
+    /// drop the last handle of this `Wal` (that waits for the callback thread, that is for
+    /// itself). If this call returns an error, the callback is dropped without being
+    /// called. See `docs/durability.md` §2.
     pub fn flush(&self, callback: impl FnOnce(Result<()>) + Send + 'static) -> Result<()> {
         self.write_op(|w| w.request_sync(Some(Box::new(callback))))
     }

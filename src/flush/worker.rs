@@ -62,11 +62,7 @@ impl WorkerHandle {
             .into_iter()
             .flatten()
         {
-            // A callback that drops the last handle of its log ends up here, on the callback
-            // thread itself: it cannot join itself, and it finishes on its own.
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
+            let _ = t.join();
         }
     }
 
