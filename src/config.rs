@@ -11,7 +11,7 @@ use crate::error::{ConfigError, Result};
 pub enum RecoveryMode {
     /// Default. Cut a torn tail off the last chunk (bytes no sync ever covered) and go on.
     /// Damage anywhere else, or damage that later records prove was synced, is a
-    /// [`Error::Corruption`].
+    /// [`crate::Error::Corruption`].
     #[default]
     TolerateTornTail,
     /// Any damage, including a torn tail, is an error, and no record is changed. (Leftover
