@@ -6,8 +6,6 @@ mod ack_oracle_adapter;
 mod ack_oracle_openraft;
 mod adapter;
 mod basic;
-#[cfg(feature = "cli")]
-mod cli;
 mod common;
 mod concurrent;
 mod corruption;
