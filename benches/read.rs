@@ -27,7 +27,7 @@ fn reads(c: &mut Criterion) {
     let (_d2, cold) = common::fresh(|c| c);
     common::fill(&cold, N, 256);
     cold.wait_worker_idle();
-    cold.drain_cache_evictable();
+    cold.evict_durable_from_cache();
     assert_eq!(cold.access_stat().cache.items, 0);
     g.bench_function("entry/cold/256B", |b| {
         b.iter(|| {
@@ -47,7 +47,7 @@ fn reads(c: &mut Criterion) {
     let (_d3, cold4k) = common::fresh(|c| c);
     common::fill(&cold4k, N, 4096);
     cold4k.wait_worker_idle();
-    cold4k.drain_cache_evictable();
+    cold4k.evict_durable_from_cache();
     g.bench_function("range10k/cold/4KiB", |b| {
         b.iter(|| std::hint::black_box(cold4k.read(1, N + 1).expect("read")))
     });

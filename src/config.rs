@@ -1,7 +1,9 @@
 //! Configuration with documented defaults.
 
+#[cfg(feature = "testing")]
 use std::io;
 use std::path::PathBuf;
+#[cfg(feature = "testing")]
 use std::sync::Arc;
 
 use crate::error::{ConfigError, Result};
@@ -20,11 +22,14 @@ pub enum RecoveryMode {
 }
 
 /// Hook called before every msync of chunk data; returning an error simulates a failed
-/// sync, and it may sleep to simulate a slow one. For fault-injection tests.
+/// sync, and it may sleep to simulate a slow one. For fault-injection tests (feature
+/// `testing`).
+#[cfg(feature = "testing")]
 pub type SyncHook = Arc<dyn Fn(&std::path::Path) -> io::Result<()> + Send + Sync>;
 
 /// Hook told of every byte range a sync covered: `(chunk path, start, end)`.
-/// Used by power-loss simulation tests to rebuild a crash image.
+/// Used by power-loss simulation tests to rebuild a crash image (feature `testing`).
+#[cfg(feature = "testing")]
 pub type SyncRecorder = Arc<dyn Fn(&std::path::Path, u64, u64) + Send + Sync>;
 
 /// Hook called at named points of the write path (for example `"write.after_put"`); it may
@@ -230,15 +235,15 @@ impl Config {
 
     /// The log directory's files, with this config's test hooks.
     pub(crate) fn files(&self) -> crate::chunk::Files {
-        #[cfg(feature = "testing")]
-        let hooks = (
-            self.sync_hook.clone(),
-            self.sync_recorder.clone(),
-            self.fs_observer.clone(),
-        );
-        #[cfg(not(feature = "testing"))]
-        let hooks = (None, None, None);
-        crate::chunk::Files::new(self.dir.clone(), hooks.0, hooks.1, hooks.2)
+        let hooks = crate::chunk::Hooks {
+            #[cfg(feature = "testing")]
+            sync: self.sync_hook.clone(),
+            #[cfg(feature = "testing")]
+            recorder: self.sync_recorder.clone(),
+            #[cfg(feature = "testing")]
+            observer: self.fs_observer.clone(),
+        };
+        crate::chunk::Files::new(self.dir.clone(), hooks)
     }
 
     /// Run the fail point `name`, if a test set one.

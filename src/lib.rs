@@ -15,8 +15,15 @@
 //! # Ok::<(), chunkwal::Error>(())
 //! ```
 //!
-//! Layers, bottom up: [`format`] (bytes) → `chunk` (files and maps) → `flush` (the worker)
-//! → `index` (SkipMap and cache) → [`Wal`] (the core).
+//! Layers, bottom up: `format` (bytes) → `chunk` (files and maps) → `flush` (the worker)
+//! → `index` (SkipMap and cache) → [`Wal`] (the core) → [`adapter`] (the async log store)
+//! → [`integrations`] (openraft, d-engine). [`inspect`] is the read-only view of a log that
+//! the `chunkwal` command-line tool (package `chunkwal-cli`) is built on.
+//!
+//! Cargo features: `openraft` and `d-engine` (the integrations), and `testing`: test seams
+//! (fault and observer hooks in [`Config`], `Wal::simulate_crash`, `Wal::wait_worker_idle`,
+//! `Wal::locate`, the `format` module), for this crate's own tests and fuzzers, outside any
+//! stability promise.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -27,21 +34,23 @@ mod config;
 mod core;
 mod error;
 mod flush;
+/// The on-disk byte layout (feature `testing` only: for this crate's tests and fuzzers; no
+/// stability promise). Read logs through [`inspect`].
+#[cfg(feature = "testing")]
 pub mod format;
+#[cfg(not(feature = "testing"))]
+mod format;
 mod index;
+pub mod inspect;
 pub mod integrations;
 mod types;
 
-pub use crate::chunk::{chunk_file_name, scan_chunk, Scanned, Tail, LOCK_FILE};
 #[cfg(feature = "testing")]
-pub use crate::chunk::{FsEvent, FsObserver};
+pub use crate::chunk::{scan_chunk, FsEvent, FsObserver, Scanned};
 pub use crate::config::{Config, RecoveryMode, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 #[cfg(feature = "testing")]
 pub use crate::config::{FailPoint, SyncHook, SyncRecorder};
-pub use crate::core::{
-    inspect_dir, AccessStat, ChunkReport, ChunkStat, DumpData, DumpRecord, OwnedRecord, Reader,
-    Stat, Wal,
-};
+pub use crate::core::{AccessStat, Reader, Wal};
 pub use crate::error::{ConfigError, CorruptionKind, Error, Panicked, Result};
 pub use crate::flush::FlushTicket;
 pub use crate::index::CacheStat;

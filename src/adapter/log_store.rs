@@ -267,8 +267,9 @@ impl LogStore {
         }
     }
 
-    /// Stop like a killed process would (see [`Wal::simulate_crash`]). For crash tests.
-    #[doc(hidden)]
+    /// Stop like a killed process would (see [`Wal::simulate_crash`]). For crash tests
+    /// (feature `testing`).
+    #[cfg(feature = "testing")]
     pub fn simulate_crash(self) {
         let LogStore { timer, inner } = self;
         drop(timer);

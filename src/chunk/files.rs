@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::file::{chunk_path, new_header, prepare_chunk, sync_dir, tmp_path};
 use super::mmap::Region;
 use super::recycle::{free_path, reuse_as, Pool};
+#[cfg(feature = "testing")]
 use crate::config::{SyncHook, SyncRecorder};
 use crate::error::{Error, Result};
 use crate::format::ChunkHeader;
@@ -57,7 +58,8 @@ pub enum FsEvent<'a> {
     },
 }
 
-/// Hears of every completed file-system operation (testing only).
+/// Hears of every completed file-system operation (feature `testing`).
+#[cfg(feature = "testing")]
 pub type FsObserver = Arc<dyn Fn(&FsEvent<'_>) + Send + Sync>;
 
 /// Counts of the file-system work done on a log directory since it was opened.
@@ -86,9 +88,8 @@ impl IoCounters {
 #[derive(Clone)]
 pub struct Files {
     dir: PathBuf,
-    hook: Option<SyncHook>,
-    recorder: Option<SyncRecorder>,
-    observer: Option<FsObserver>,
+    #[cfg(feature = "testing")]
+    hooks: Hooks,
     io: Arc<IoCounters>,
     pool: Arc<Pool>,
 }
@@ -99,19 +100,30 @@ impl std::fmt::Debug for Files {
     }
 }
 
+/// The test hooks of a log's files (feature `testing`); without the feature it is empty
+/// and the sync path checks nothing.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Called before every msync of chunk data; an error fails the sync.
+    #[cfg(feature = "testing")]
+    pub sync: Option<SyncHook>,
+    /// Told of every range a sync covered.
+    #[cfg(feature = "testing")]
+    pub recorder: Option<SyncRecorder>,
+    /// Told of every completed file-system operation.
+    #[cfg(feature = "testing")]
+    pub observer: Option<FsObserver>,
+}
+
 impl Files {
-    /// The files of `dir`, with the test hooks (all `None` in production).
-    pub fn new(
-        dir: PathBuf,
-        hook: Option<SyncHook>,
-        recorder: Option<SyncRecorder>,
-        observer: Option<FsObserver>,
-    ) -> Self {
+    /// The files of `dir`, with the test hooks (empty without feature `testing`).
+    pub fn new(dir: PathBuf, hooks: Hooks) -> Self {
+        #[cfg(not(feature = "testing"))]
+        let _ = hooks;
         Files {
             dir,
-            hook,
-            recorder,
-            observer,
+            #[cfg(feature = "testing")]
+            hooks,
             io: Arc::default(),
             pool: Arc::default(),
         }
@@ -135,9 +147,12 @@ impl Files {
     }
 
     fn tell(&self, ev: FsEvent<'_>) {
-        if let Some(o) = &self.observer {
+        #[cfg(feature = "testing")]
+        if let Some(o) = &self.hooks.observer {
             o(&ev);
         }
+        #[cfg(not(feature = "testing"))]
+        let _ = ev;
     }
 
     /// Prepare chunk `seq` as a temporary file: from a spare when the pool has a reusable
@@ -278,14 +293,16 @@ impl Files {
         if end <= start {
             return Ok(());
         }
-        if let Some(h) = &self.hook {
+        #[cfg(feature = "testing")]
+        if let Some(h) = &self.hooks.sync {
             h(region.path())?;
         }
         region.sync_range(start, end - start)?;
         IoCounters::bump(&self.io.syncs, 1);
         IoCounters::bump(&self.io.synced_bytes, (end - start) as u64);
         let (start, end) = (start as u64, end.min(durable_to).max(start) as u64);
-        if let Some(r) = &self.recorder {
+        #[cfg(feature = "testing")]
+        if let Some(r) = &self.hooks.recorder {
             r(region.path(), start, end);
         }
         self.tell(FsEvent::SyncData {

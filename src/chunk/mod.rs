@@ -14,11 +14,13 @@ pub use file::{
     check_seq, chunk_file_name, chunk_path, is_blank, list_chunk_names, list_chunks, lock_dir,
     sync_dir, tmp_path, LOCK_FILE,
 };
-pub use files::{Files, IoCounters};
+pub use files::{Files, Hooks, IoCounters};
 #[cfg(feature = "testing")]
 pub use files::{FsEvent, FsObserver};
 pub use handle::{open_existing, open_existing_from, Chunk, Opened};
 pub use mmap::{Ahead, Region, RegionWriter};
 pub use owned::{read_chunk, Loaded};
 pub use recycle::free_path;
-pub use scan::{scan_chunk, scan_chunk_checked, Scanned, Tail};
+#[cfg(feature = "testing")]
+pub use scan::Scanned;
+pub use scan::{scan_chunk, scan_chunk_checked, Tail};

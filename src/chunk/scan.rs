@@ -23,6 +23,7 @@ pub struct Scanned<'a> {
 
 /// How a chunk ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Tail {
     /// A seal record ends the chunk at `end`.
     Sealed {

@@ -9,15 +9,46 @@ use crate::chunk::{check_seq, chunk_path, list_chunk_names, read_chunk, scan_chu
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::ChunkHeader;
 
+/// What a chunk file's header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChunkHeaderInfo {
+    /// Format version the file was written in.
+    pub version: u32,
+    /// Sequence number of the chunk (it matches the file name).
+    pub seq: u64,
+    /// Size the file was preallocated to: the log's `Config::chunk_size` when it was
+    /// created.
+    pub chunk_size: u64,
+    /// The tag every record of this chunk carries (the low 32 bits of the header's random
+    /// epoch); records of a recycled file's earlier lives carry other tags.
+    pub epoch_tag: u32,
+    /// Creation time, milliseconds since the Unix epoch (informational).
+    pub created_ms: u64,
+}
+
+impl ChunkHeaderInfo {
+    fn from_header(h: &ChunkHeader) -> Self {
+        ChunkHeaderInfo {
+            version: h.version,
+            seq: h.chunk_seq,
+            chunk_size: h.chunk_size,
+            epoch_tag: h.epoch_tag(),
+            created_ms: h.created_ms,
+        }
+    }
+}
+
 /// What inspection found in one chunk file.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ChunkReport {
     /// Sequence number.
     pub seq: u64,
     /// File length.
     pub file_len: u64,
     /// Header, if it decoded.
-    pub header: Option<ChunkHeader>,
+    pub header: Option<ChunkHeaderInfo>,
     /// Records in complete groups.
     pub records: u64,
     /// Entry records among them.
@@ -32,6 +63,11 @@ pub struct ChunkReport {
 /// complete group; `on_chunk` sees each chunk's report as it is finished. Problems are
 /// reported per chunk rather than stopping the scan. Errors only for an unreadable or
 /// non-existent directory.
+///
+/// Read-only and lock-free: files are read into memory, never mapped and never written, so
+/// this is safe on a log another process has open (a write caught half done shows as a
+/// problem in the newest chunk). Records are reported as stored, including entries that a
+/// later truncate or purge removed from the log: replay them in order to rebuild the state.
 pub fn inspect_dir(
     dir: &Path,
     on_record: &mut dyn FnMut(&DumpRecord),
@@ -102,7 +138,7 @@ fn inspect_chunk(
             ))
         }
     };
-    rep.header = Some(header);
+    rep.header = Some(ChunkHeaderInfo::from_header(&header));
     let tail = scan_chunk(&bytes, seq, header.epoch_tag(), is_last, &mut |s| {
         rep.records += 1;
         if matches!(s.record, crate::format::Record::Entry { .. }) {

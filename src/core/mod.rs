@@ -10,7 +10,7 @@ mod stat;
 mod wal;
 mod writer;
 
-pub use inspect::{inspect_dir, ChunkReport};
+pub use inspect::{inspect_dir, ChunkHeaderInfo, ChunkReport};
 pub use read::{AccessStat, Reader};
 pub use stat::{ChunkStat, DumpData, DumpRecord, OwnedRecord, Stat};
 pub use wal::Wal;

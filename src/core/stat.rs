@@ -12,6 +12,7 @@ use crate::types::{LogId, LogState};
 
 /// One chunk of a live log.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ChunkStat {
     /// Sequence number.
     pub seq: u64,
@@ -23,6 +24,7 @@ pub struct ChunkStat {
 
 /// A snapshot of a live log's shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stat {
     /// Chunks, oldest first.
     pub chunks: Vec<ChunkStat>,
@@ -40,6 +42,7 @@ pub struct Stat {
 
 /// A record as stored, with owned bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OwnedRecord {
     /// A log entry.
     Entry {
@@ -83,7 +86,7 @@ pub enum OwnedRecord {
 
 impl OwnedRecord {
     /// Copy a borrowed record.
-    pub fn from_record(r: &Record<'_>) -> Self {
+    pub(crate) fn from_record(r: &Record<'_>) -> Self {
         let b = Bytes::copy_from_slice;
         match *r {
             Record::Entry { id, payload } => OwnedRecord::Entry {
@@ -123,6 +126,7 @@ impl OwnedRecord {
 
 /// A record with its place on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DumpRecord {
     /// Chunk sequence number.
     pub chunk: u64,
@@ -138,6 +142,7 @@ pub struct DumpRecord {
 
 /// The state and every live entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DumpData {
     /// The log state.
     pub state: LogState,

@@ -363,8 +363,15 @@ impl Wal {
         self.reader.durable_index()
     }
 
-    /// Block until the flush worker has finished everything queued before this call.
+    /// Block until the flush worker has finished everything queued before this call
+    /// (feature `testing`: lets a test observe the worker's effects deterministically).
+    #[cfg(feature = "testing")]
     pub fn wait_worker_idle(&self) {
+        self.worker_barrier();
+    }
+
+    /// Wait for the flush worker to finish every job queued before this call.
+    fn worker_barrier(&self) {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let sent = self
             .writer
@@ -376,9 +383,13 @@ impl Wal {
         }
     }
 
-    /// Evict every cached payload that is durable. Call after [`Wal::wait_worker_idle`] to
-    /// bring the cache to a deterministic state.
-    pub fn drain_cache_evictable(&self) {
+    /// Release the payload cache's memory: drop every cached payload that is durable at the
+    /// time of the call. Entries not yet durable stay cached (the cache only ever evicts
+    /// durable entries), so call [`Wal::flush_blocking`] first to release everything.
+    /// Nothing is lost: reads of evicted entries come from the chunk maps (each record's
+    /// CRC checked), and reads do not refill the cache; new appends do, up to its bounds.
+    /// Cheap (one pass over the cache) and safe at any time, from any thread.
+    pub fn evict_durable_from_cache(&self) {
         // Under the writer lock: every cache mutation is made by one thread at a time.
         let w = self.writer.lock();
         w.shared.cache.evict(w.shared.durable.index(), true);
@@ -392,8 +403,8 @@ impl Wal {
 
     /// Stop like a killed process would: queued syncs finish, but no checkpoint is written
     /// and nothing more is synced. The page cache keeps what was written, as after `kill -9`.
-    /// For crash tests.
-    #[doc(hidden)]
+    /// For crash tests (feature `testing`).
+    #[cfg(feature = "testing")]
     pub fn simulate_crash(self) {
         self.writer.lock().worker.shutdown();
     }
@@ -407,7 +418,7 @@ impl Wal {
             w.shared.poison.check()?;
             w.request_sync(None)?;
             drop(w);
-            self.wait_worker_idle();
+            self.worker_barrier();
             let mut w = self.writer.lock();
             // A checkpoint whose durable hint covers everything before it: later damage to
             // those bytes can never be mistaken for a torn tail.
@@ -417,7 +428,7 @@ impl Wal {
             w.request_sync(None)?;
             Ok(())
         })();
-        self.wait_worker_idle();
+        self.worker_barrier();
         // Joined outside the writer mutex: a callback still running may take it.
         let mut worker = self.writer.lock().worker.take();
         worker.shutdown();

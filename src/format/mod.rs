@@ -7,8 +7,12 @@ mod record;
 mod tests;
 
 pub use body::{Record, StateImage};
-pub use header::{ChunkHeader, HeaderError, CHUNK_MAGIC, FORMAT_VERSION, HEADER_LEN};
+#[cfg(any(test, feature = "testing"))]
+pub use header::CHUNK_MAGIC;
+pub use header::{ChunkHeader, HeaderError, FORMAT_VERSION, HEADER_LEN};
+#[cfg(any(test, feature = "testing"))]
+pub use record::Frame;
 pub use record::{
-    decode_frame, decode_frame_checked, encoded_len, write_frame, Frame, FrameError,
-    FLAG_CONTINUES, RECORD_ALIGN, RECORD_HEADER_LEN,
+    decode_frame, decode_frame_checked, encoded_len, write_frame, FrameError, FLAG_CONTINUES,
+    RECORD_ALIGN, RECORD_HEADER_LEN,
 };

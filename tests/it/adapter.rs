@@ -104,7 +104,7 @@ fn crash_image(src: &Path, dst: &Path, synced: &[(PathBuf, u64, u64)]) {
     for e in std::fs::read_dir(src).expect("read dir") {
         let path = e.expect("dir entry").path();
         let name = path.file_name().expect("file name").to_owned();
-        if name == chunkwal::LOCK_FILE {
+        if name == chunkwal::inspect::LOCK_FILE {
             continue;
         }
         let mut bytes = std::fs::read(&path).expect("read chunk");

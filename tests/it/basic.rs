@@ -166,7 +166,7 @@ fn handles_are_thread_safe() {
     wal.append(entries(1, 3, 1, 1000)).unwrap();
     wal.flush_blocking().unwrap();
     wal.wait_worker_idle();
-    wal.drain_cache_evictable();
+    wal.evict_durable_from_cache();
     assert_eq!(wal.access_stat().cache.items, 0);
     let got = wal.read(1, 3).unwrap();
     assert_eq!(wal.access_stat().cache.misses, 2, "served from the map");

@@ -58,5 +58,5 @@ pub fn write_newer_version_chunk(dir: &std::path::Path) {
     };
     let mut bytes = h.encode().to_vec();
     bytes.resize(SMALL_CHUNK as usize, 0);
-    std::fs::write(dir.join(chunkwal::chunk_file_name(0)), bytes).unwrap();
+    std::fs::write(dir.join(chunkwal::inspect::chunk_file_name(0)), bytes).unwrap();
 }

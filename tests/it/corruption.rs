@@ -6,9 +6,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use bytes::Bytes;
-use chunkwal::{
-    chunk_file_name, inspect_dir, Config, Error, LogId, OwnedRecord, RecoveryMode, Wal,
-};
+use chunkwal::inspect::{chunk_file_name, inspect_dir, OwnedRecord};
+use chunkwal::{Config, Error, LogId, RecoveryMode, Wal};
 
 use crate::common::SMALL_CHUNK;
 use crate::crash_util::*;
@@ -220,7 +219,7 @@ fn damage_under_an_open_log_is_caught_by_reads() {
         }
         let d = copy_dir(base.path());
         let wal = Wal::open(Config::new(d.path()).chunk_size(SMALL_CHUNK).cache(1, 1)).unwrap();
-        wal.drain_cache_evictable();
+        wal.evict_durable_from_cache();
         // Payload bytes start after the 24-byte header and the 16-byte id.
         let len = r.encoded_len - 24;
         let at = r.offset + 24 + rng.below(len.max(1));

@@ -102,7 +102,9 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file() && e.file_name() != chunkwal::LOCK_FILE)
+        .filter(|e| {
+            e.file_type().unwrap().is_file() && e.file_name() != chunkwal::inspect::LOCK_FILE
+        })
         .map(|e| {
             (
                 e.file_name().to_string_lossy().into_owned(),

@@ -6,7 +6,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use chunkwal::{chunk_file_name, Config, Error, LogId, Wal};
+use chunkwal::inspect::chunk_file_name;
+use chunkwal::{Config, Error, LogId, Wal};
 
 use crate::common::SMALL_CHUNK;
 use crate::crash_util::*;
@@ -268,7 +269,7 @@ fn bytes_of_a_purged_and_deleted_chunk_stay_valid() {
     let wal = Wal::open(Config::new(d.path()).chunk_size(SMALL_CHUNK).cache(1, 1)).unwrap();
     wal.append(derived_entries(1, 301, 1)).unwrap();
     wal.flush_blocking().unwrap();
-    wal.drain_cache_evictable();
+    wal.evict_durable_from_cache();
     let held = wal.read(1, 30).unwrap();
     let one = wal.entry(5).unwrap().unwrap();
 

@@ -57,7 +57,7 @@ fn write_format_v1_fixture() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     write_v1(&dir);
-    let _ = std::fs::remove_file(dir.join(chunkwal::LOCK_FILE));
+    let _ = std::fs::remove_file(dir.join(chunkwal::inspect::LOCK_FILE));
 }
 
 #[test]

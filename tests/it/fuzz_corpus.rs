@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use chunkwal::format::{encoded_len, write_frame, Record, StateImage, HEADER_LEN};
-use chunkwal::{chunk_file_name, Config, LogId, Wal};
+use chunkwal::inspect::chunk_file_name;
+use chunkwal::{Config, LogId, Wal};
 
 use crate::crash_util::Rng;
 
@@ -617,7 +618,7 @@ fn explain_open_recovery() {
     let d = tempfile::tempdir().unwrap();
     let (ctl, mode) = logic::write_chunk_files(&data, d.path()).unwrap();
     println!("ctl {ctl:#x}, {mode:?}");
-    let _ = chunkwal::inspect_dir(d.path(), &mut |r| println!("  {r:?}"), &mut |c| {
+    let _ = chunkwal::inspect::inspect_dir(d.path(), &mut |r| println!("  {r:?}"), &mut |c| {
         println!("chunk {} tail {:?} error {:?}", c.seq, c.tail, c.error)
     });
     match Wal::open(

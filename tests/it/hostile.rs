@@ -8,10 +8,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use chunkwal::format::{ChunkHeader, HEADER_LEN};
-use chunkwal::{
-    chunk_file_name, inspect_dir, CorruptionKind, Error, RecoveryMode, Wal, MAX_CHUNK_SEQ,
-    MAX_CHUNK_SIZE,
-};
+use chunkwal::inspect::{chunk_file_name, inspect_dir};
+use chunkwal::{CorruptionKind, Error, RecoveryMode, Wal, MAX_CHUNK_SEQ, MAX_CHUNK_SIZE};
 
 use crate::common::*;
 use crate::crash_util::{snapshot, spawn_self};
@@ -147,37 +145,8 @@ fn non_regular_chunk_entries_are_refused_promptly() {
                 e.as_ref().is_some_and(|e| is_not_regular(e, &path)),
                 "{kind:?} {name}: inspect_dir says {e:?}"
             );
-            #[cfg(feature = "cli")]
-            cli_refuses(d.path(), fifo.as_ref(), &format!("{kind:?} {name}"));
         }
     }
-}
-
-/// `chunkwal stat` on such a directory exits 1 promptly and says what the entry is.
-#[cfg(feature = "cli")]
-fn cli_refuses(dir: &Path, fifo: Option<&PathBuf>, what: &str) {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chunkwal"))
-        .arg("stat")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > PROMPT {
-            let _ = child.kill();
-            unblock(fifo);
-            panic!("{what}: chunkwal stat hangs");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{what}: {err}");
-    assert!(err.contains("not a regular file"), "{what}: {err}");
 }
 
 /// Rewrite the header of chunk `seq` in `dir` through `edit`, keeping its checksum valid.

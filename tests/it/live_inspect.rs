@@ -1,5 +1,5 @@
 //! Inspection of a live log: another process appends and flushes continuously while this one
-//! runs `inspect_dir` and `chunkwal stat` over and over. Inspection takes no lock, so it must
+//! runs `inspect_dir` over and over (the `chunkwal stat` side is in `cli/tests/it/live.rs`). Inspection takes no lock, so it must
 //! not map the files (bytes changing under a `&[u8]` are undefined behaviour): every call
 //! succeeds or reports a clean structured error, no chunk file is ever mapped here, and the
 //! last index seen never goes backwards.
@@ -7,7 +7,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chunkwal::{inspect_dir, Error, OwnedRecord, Wal};
+use chunkwal::inspect::{inspect_dir, OwnedRecord};
+use chunkwal::{Error, Wal};
 
 use crate::common::{cfg, entries};
 use crate::crash_util::spawn_self;
@@ -78,36 +79,6 @@ fn inspect_last(dir: &Path, races: &mut u64) -> u64 {
     last
 }
 
-/// One `chunkwal stat --json` of the live log: its last entry index.
-#[cfg(feature = "cli")]
-fn stat_last(dir: &Path, races: &mut u64) -> Option<u64> {
-    use std::process::{Command, Stdio};
-    let o = Command::new(env!("CARGO_BIN_EXE_chunkwal"))
-        .args(["stat", "--json"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    // 0, or 3 if it caught a write half done and called it damage; never a crash.
-    match o.status.code() {
-        Some(0) => {}
-        Some(3) => *races += 1,
-        c => panic!("chunkwal stat exited {c:?}: {err}"),
-    }
-    assert!(
-        !err.contains("panicked") && !err.contains("internal error"),
-        "{err}"
-    );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stat JSON");
-    Some(v["last"]["index"].as_u64().unwrap_or(0))
-}
-
-#[cfg(not(feature = "cli"))]
-fn stat_last(_: &Path, _: &mut u64) -> Option<u64> {
-    None
-}
-
 #[test]
 fn inspection_of_a_live_log_never_maps_it() {
     let d = tempfile::tempdir().unwrap();
@@ -117,7 +88,7 @@ fn inspection_of_a_live_log_never_maps_it() {
     let mut child = spawn_self("live_inspect::live_writer_child", &envs, &log);
     let child_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let start = Instant::now();
-    while !dir.join(chunkwal::chunk_file_name(0)).exists() {
+    while !dir.join(chunkwal::inspect::chunk_file_name(0)).exists() {
         assert!(
             child.try_wait().unwrap().is_none(),
             "child died: {}",
@@ -138,13 +109,6 @@ fn inspection_of_a_live_log_never_maps_it() {
             "inspect_dir: last index went from {prev} back to {last}"
         );
         prev = last;
-        if let Some(last) = stat_last(&dir, &mut races) {
-            assert!(
-                last >= prev,
-                "chunkwal stat: last index went from {prev} back to {last}"
-            );
-            prev = last;
-        }
         calls += 1;
         // Leave the (shared, small) machine to the other tests now and then.
         std::thread::sleep(Duration::from_millis(5));

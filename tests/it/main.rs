@@ -7,8 +7,6 @@ mod ack_oracle_openraft;
 mod adapter;
 mod basic;
 mod callbacks;
-#[cfg(feature = "cli")]
-mod cli;
 mod common;
 mod concurrent;
 mod corruption;

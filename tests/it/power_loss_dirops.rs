@@ -216,8 +216,8 @@ fn is_known_hole(cap: &Cap, ch: &Choice, img: &Built, why: &str) -> bool {
             continue;
         }
         holes += 1;
-        if !unlink(&chunkwal::chunk_file_name(w[0]), false)
-            || !(w[0] + 1..w[1]).all(|m| unlink(&chunkwal::chunk_file_name(m), true))
+        if !unlink(&chunkwal::inspect::chunk_file_name(w[0]), false)
+            || !(w[0] + 1..w[1]).all(|m| unlink(&chunkwal::inspect::chunk_file_name(m), true))
         {
             return false;
         }

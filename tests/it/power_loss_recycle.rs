@@ -149,7 +149,10 @@ fn a_spare_found_at_open_is_reused_only_once_its_name_is_durable() {
     r.flush_here();
     r.wal().wait_worker_idle();
     r.close();
-    let (chunk0, free0) = (chunkwal::chunk_file_name(0), "00000000000000000000.free");
+    let (chunk0, free0) = (
+        chunkwal::inspect::chunk_file_name(0),
+        "00000000000000000000.free",
+    );
     assert!(
         r.dir.path().join(free0).exists(),
         "chunk 0 was not kept as a spare"

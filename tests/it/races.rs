@@ -238,7 +238,7 @@ fn a_failed_open_changes_no_file() {
     // A blank newest chunk is removed by a tolerant open, but not by one that fails.
     let blank = d
         .path()
-        .join(chunkwal::chunk_file_name(chunks.len() as u64));
+        .join(chunkwal::inspect::chunk_file_name(chunks.len() as u64));
     std::fs::write(&blank, vec![0u8; SMALL_CHUNK as usize]).unwrap();
     let before = snapshot(d.path());
     assert!(Wal::open(cfg(d.path())).is_err());

@@ -4,9 +4,8 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use chunkwal::{
-    chunk_file_name, inspect_dir, CorruptionKind, Error, LogId, OwnedRecord, RecoveryMode, Wal,
-};
+use chunkwal::inspect::{chunk_file_name, inspect_dir, OwnedRecord};
+use chunkwal::{CorruptionKind, Error, LogId, RecoveryMode, Wal};
 
 use crate::common::*;
 

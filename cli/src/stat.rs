@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use chunkwal::{DumpRecord, LogId, LogState, OwnedRecord};
+use chunkwal::inspect::{DumpRecord, OwnedRecord};
+use chunkwal::{LogId, LogState};
 use serde_json::json;
 
 use crate::fmt;
@@ -55,14 +56,13 @@ impl Replay {
                 self.terms.retain(|r| r.0 < *since);
                 s.last = *last;
             }
-            OwnedRecord::Purge { upto } => {
-                if s.purged.is_none_or(|p| p.index < upto.index) {
-                    s.purged = Some(*upto);
-                    if s.last.is_none_or(|l| l.index < upto.index) {
-                        s.last = Some(*upto);
-                    }
-                    self.cut_below(upto.index);
+            // A purge behind the purge point changes nothing.
+            OwnedRecord::Purge { upto } if s.purged.is_none_or(|p| p.index < upto.index) => {
+                s.purged = Some(*upto);
+                if s.last.is_none_or(|l| l.index < upto.index) {
+                    s.last = Some(*upto);
                 }
+                self.cut_below(upto.index);
             }
             OwnedRecord::Commit { id } => s.committed = Some(*id),
             OwnedRecord::Vote { vote } => s.vote = Some(vote.clone()),
@@ -80,7 +80,8 @@ impl Replay {
                     self.cut_below(p.index);
                 }
             }
-            OwnedRecord::Seal => {}
+            // Seals, stale purges, and kinds a newer library may add change no state.
+            _ => {}
         }
     }
 
@@ -213,7 +214,9 @@ pub fn run(a: Args) -> CmdResult {
 }
 
 /// Replay a whole directory (used by `repair` to report the state before and after).
-pub fn replay_dir(dir: &std::path::Path) -> Result<(Replay, Vec<chunkwal::ChunkReport>), Fail> {
+pub fn replay_dir(
+    dir: &std::path::Path,
+) -> Result<(Replay, Vec<chunkwal::inspect::ChunkReport>), Fail> {
     let mut replay = Replay::default();
     let mut on_rec = |r: &DumpRecord| replay.apply(&r.record);
     let reports = crate::inspect(dir, &mut on_rec, &mut |_| {})?;

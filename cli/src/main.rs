@@ -30,7 +30,7 @@ enum Cmd {
     Bench(bench::Args),
     /// Summarise a log directory (read-only, works while another process holds it).
     Stat(stat::Args),
-    /// Print every record as stored, including state records.
+    /// Print every record as stored, including state records (--from/--to: a range).
     Dump(dump::Args),
     /// Check every CRC; exit 3 on corruption or a torn tail. Never modifies anything.
     Verify(verify::Args),
@@ -137,11 +137,11 @@ pub fn describe(e: &chunkwal::Error) -> String {
 /// chunk files ("not a chunkwal log").
 pub fn inspect(
     dir: &Path,
-    on_record: &mut dyn FnMut(&chunkwal::DumpRecord),
-    on_chunk: &mut dyn FnMut(&chunkwal::ChunkReport),
-) -> Result<Vec<chunkwal::ChunkReport>, Fail> {
+    on_record: &mut dyn FnMut(&chunkwal::inspect::DumpRecord),
+    on_chunk: &mut dyn FnMut(&chunkwal::inspect::ChunkReport),
+) -> Result<Vec<chunkwal::inspect::ChunkReport>, Fail> {
     check_log_dir(dir)?;
-    let reports = chunkwal::inspect_dir(dir, on_record, on_chunk)?;
+    let reports = chunkwal::inspect::inspect_dir(dir, on_record, on_chunk)?;
     if reports.is_empty() {
         return Err(not_a_log(dir));
     }

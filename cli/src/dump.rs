@@ -1,10 +1,12 @@
 //! `chunkwal dump DIR`: every record as stored, state records included, as text or JSON
-//! lines.
+//! lines. `--from`/`--to` select entries by index and, by position, the other records
+//! between the first and the last entry shown (`--all-state` shows every other record).
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use chunkwal::{DumpRecord, LogId, LogState, OwnedRecord};
+use chunkwal::inspect::{DumpRecord, OwnedRecord};
+use chunkwal::{LogId, LogState};
 use serde_json::{json, Value};
 
 use crate::fmt;
@@ -25,12 +27,17 @@ pub enum Format {
 pub struct Args {
     /// The log directory.
     pub dir: PathBuf,
-    /// Show entry records with index >= N only (other records are always shown).
+    /// Show entry records with index >= N only, and the other (state) records that lie
+    /// between the first and the last entry shown.
     #[arg(long, value_name = "N")]
     pub from: Option<u64>,
-    /// Show entry records with index < N only (half-open, like `Wal::read`).
+    /// Show entry records with index < N only (half-open, like `Wal::read`), and the other
+    /// (state) records that lie between the first and the last entry shown.
     #[arg(long, value_name = "N")]
     pub to: Option<u64>,
+    /// With --from/--to, still show every non-entry record of the whole log.
+    #[arg(long)]
+    pub all_state: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -77,7 +84,8 @@ pub fn record_json(r: &DumpRecord) -> Value {
             json!({"data_hex": data.as_ref().map(|d| fmt::hex(d))})
         }
         OwnedRecord::State(s) => json!({"state": state_json(s)}),
-        OwnedRecord::Seal => json!({}),
+        // Seal, and kinds this build of the tool does not know: the common fields only.
+        _ => json!({}),
     };
     if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
         m.extend(e);
@@ -118,6 +126,7 @@ pub fn record_text(r: &DumpRecord) -> String {
                 .map_or("-".into(), |d| fmt::bytes(d.len() as u64)),
         ),
         OwnedRecord::Seal => "seal".into(),
+        other => other.kind().into(),
     };
     format!(
         "chunk {} @{:<9} len {:<6} hint {:<9} {what}",
@@ -125,27 +134,71 @@ pub fn record_text(r: &DumpRecord) -> String {
     )
 }
 
+/// Which records `dump` prints, fed the records in their on-disk order.
+struct Selection {
+    from: u64,
+    to: u64,
+    /// Print every non-entry record (no range given, or `--all-state`).
+    all_state: bool,
+    /// Some entry in the range was printed already.
+    seen_entry: bool,
+    /// Non-entry records after the last printed entry: printed once another entry in the
+    /// range follows them, dropped at the end.
+    pending: Vec<DumpRecord>,
+}
+
+impl Selection {
+    fn new(a: &Args) -> Self {
+        Selection {
+            from: a.from.unwrap_or(0),
+            to: a.to.unwrap_or(u64::MAX),
+            all_state: a.all_state || (a.from.is_none() && a.to.is_none()),
+            seen_entry: false,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The records to print now, given the next record `r`.
+    fn feed(&mut self, r: &DumpRecord) -> Vec<DumpRecord> {
+        match &r.record {
+            OwnedRecord::Entry { id, .. } => {
+                if id.index < self.from || id.index >= self.to {
+                    return Vec::new();
+                }
+                self.seen_entry = true;
+                let mut out = std::mem::take(&mut self.pending);
+                out.push(r.clone());
+                out
+            }
+            _ if self.all_state => vec![r.clone()],
+            _ => {
+                if self.seen_entry {
+                    self.pending.push(r.clone());
+                }
+                Vec::new()
+            }
+        }
+    }
+}
+
 /// Run `dump`.
 pub fn run(a: Args) -> CmdResult {
     let mut out = crate::stdout();
     let mut write_err: Option<std::io::Error> = None;
-    let from = a.from.unwrap_or(0);
-    let to = a.to.unwrap_or(u64::MAX);
+    let mut sel = Selection::new(&a);
     let mut on_rec = |r: &DumpRecord| {
         if write_err.is_some() {
             return;
         }
-        if let OwnedRecord::Entry { id, .. } = &r.record {
-            if id.index < from || id.index >= to {
+        for r in sel.feed(r) {
+            let res = match a.format {
+                Format::Text => writeln!(out, "{}", record_text(&r)),
+                Format::Json => writeln!(out, "{}", record_json(&r)),
+            };
+            if let Err(e) = res {
+                write_err = Some(e);
                 return;
             }
-        }
-        let res = match a.format {
-            Format::Text => writeln!(out, "{}", record_text(r)),
-            Format::Json => writeln!(out, "{}", record_json(r)),
-        };
-        if let Err(e) = res {
-            write_err = Some(e);
         }
     };
     let reports = crate::inspect(&a.dir, &mut on_rec, &mut |_| {})?;

@@ -7,7 +7,8 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use chunkwal::{chunk_file_name, Config, Wal};
+use chunkwal::inspect::chunk_file_name;
+use chunkwal::{Config, Wal};
 
 use crate::stat::replay_dir;
 use crate::verify::{problems_in, Problem};
@@ -30,7 +31,7 @@ fn id_text(id: Option<chunkwal::LogId>) -> String {
 /// Fail with `Locked` if another process holds the directory lock, without creating it.
 fn check_unlocked(dir: &Path) -> CmdResult {
     use fs2::FileExt;
-    let path = dir.join(chunkwal::LOCK_FILE);
+    let path = dir.join(chunkwal::inspect::LOCK_FILE);
     let Ok(f) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -4,7 +4,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use chunkwal::{ChunkReport, CorruptionKind, DumpRecord, Error, OwnedRecord, Tail};
+use chunkwal::inspect::{ChunkReport, DumpRecord, OwnedRecord, Tail};
+use chunkwal::{CorruptionKind, Error};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -128,7 +129,7 @@ pub fn problems_in(dir: &Path, reports: &[ChunkReport]) -> Vec<Problem> {
                 let blank = i + 1 == n
                     && r.header.is_none()
                     && matches!(reason, CorruptionKind::ShortFile { .. })
-                    && all_zero(&dir.join(chunkwal::chunk_file_name(r.seq)));
+                    && all_zero(&dir.join(chunkwal::inspect::chunk_file_name(r.seq)));
                 if blank {
                     out.push(Problem::BlankNewest { chunk: r.seq });
                 } else {
@@ -165,7 +166,8 @@ pub fn used_bytes(r: &ChunkReport) -> u64 {
     match &r.tail {
         Some(Tail::Sealed { end }) | Some(Tail::Clean { end }) => *end as u64,
         Some(Tail::Torn { garbage_end, .. }) => *garbage_end as u64,
-        None => r.file_len,
+        // A verdict this tool does not know yet, or none: the whole file.
+        Some(_) | None => r.file_len,
     }
 }
 

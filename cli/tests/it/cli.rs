@@ -2,50 +2,15 @@
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use bytes::Bytes;
-use chunkwal::{chunk_file_name, inspect_dir, LogId, OwnedRecord, Wal};
+use chunkwal::inspect::{chunk_file_name, inspect_dir, OwnedRecord};
+use chunkwal::{LogId, Wal};
 use serde_json::Value;
 
 use crate::common::*;
 
 const VOTE: &[u8] = b"vote-bytes";
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chunkwal"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run chunkwal")
-}
-
-fn run_in(args: &[&str], dir: &Path) -> Output {
-    let mut v = args.to_vec();
-    let d = dir.to_str().unwrap();
-    v.insert(1, d);
-    run(&v)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Fails with both streams shown unless the exit status is `code`.
-fn expect_code(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(o),
-        stderr(o)
-    );
-    assert!(!stderr(o).contains("panicked"), "{}", stderr(o));
-}
 
 /// Entries 11..=700 (1..=600 term 1, then term 2), purged through 1-10, committed 1-500,
 /// a vote; several 64 KiB chunks.
@@ -100,10 +65,6 @@ fn last_entry(dir: &Path) -> (u64, u64) {
     )
     .unwrap();
     last.unwrap()
-}
-
-fn json_line(o: &Output) -> Value {
-    serde_json::from_str(stdout(o).trim()).expect("one JSON object")
 }
 
 #[test]
@@ -173,6 +134,85 @@ fn dump_prints_every_record_as_text_and_json() {
         .map(|r| r["id"]["index"].as_u64().unwrap())
         .collect();
     assert_eq!(idx, (100..110).collect::<Vec<_>>());
+}
+
+/// Entries 1..=60 with a commit record after entry 20, a vote record after entry 40, and the
+/// closing state record after entry 60, all in one chunk.
+fn interleaved_log() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let wal = open(d.path());
+    wal.append(entries(1, 21, 1, 100)).unwrap();
+    wal.commit(LogId::new(1, 5)).unwrap();
+    wal.append(entries(21, 41, 1, 100)).unwrap();
+    wal.save_vote(Bytes::from_static(VOTE)).unwrap();
+    wal.append(entries(41, 61, 1, 100)).unwrap();
+    wal.close().unwrap();
+    d
+}
+
+/// `dump --format json ARGS` as (kind, entry index or 0) per line.
+fn dump_kinds(dir: &Path, args: &[&str]) -> Vec<(String, u64)> {
+    let mut v = vec!["dump", "--format", "json"];
+    v.extend_from_slice(args);
+    let o = run_in(&v, dir);
+    expect_code(&o, 0);
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|r| {
+            let kind = r["kind"].as_str().unwrap().to_string();
+            (kind, r["id"]["index"].as_u64().unwrap_or(0))
+        })
+        .collect()
+}
+
+#[test]
+fn dump_range_limits_state_records_to_the_entries_shown() {
+    let d = interleaved_log();
+    // 21..=50: the vote (after 40) lies between the first and last entry shown; the commit
+    // (after 20) lies before the first, the closing state after the last.
+    let got = dump_kinds(d.path(), &["--from", "21", "--to", "51"]);
+    let mut want: Vec<(String, u64)> = (21..=40).map(|i| ("entry".into(), i)).collect();
+    want.push(("vote".into(), 0));
+    want.extend((41..=50).map(|i| ("entry".into(), i)));
+    assert_eq!(got, want);
+
+    // A range that ends before the vote: entries only.
+    let got = dump_kinds(d.path(), &["--from", "21", "--to", "41"]);
+    assert!(got.iter().all(|(k, _)| k == "entry"), "{got:?}");
+    assert_eq!(got.len(), 20);
+
+    // --all-state: the old behaviour, every non-entry record of the log, in place.
+    let all = dump_kinds(d.path(), &[]);
+    let got = dump_kinds(d.path(), &["--from", "21", "--to", "41", "--all-state"]);
+    let want: Vec<(String, u64)> = all
+        .iter()
+        .filter(|(k, i)| k != "entry" || (21..41).contains(i))
+        .cloned()
+        .collect();
+    assert_eq!(got, want);
+    for kind in ["commit", "vote", "state"] {
+        assert!(
+            got.iter().any(|(k, _)| k == kind),
+            "{kind} missing: {got:?}"
+        );
+    }
+    // Only --from: the closing state lies after entry 60, the last one shown.
+    let got = dump_kinds(d.path(), &["--from", "41"]);
+    assert_eq!(
+        got,
+        (41..=60).map(|i| ("entry".into(), i)).collect::<Vec<_>>()
+    );
+
+    // Text output selects the same records.
+    let o = run_in(&["dump", "--from", "21", "--to", "51"], d.path());
+    expect_code(&o, 0);
+    let text = stdout(&o);
+    assert_eq!(text.lines().count(), 31, "{text}");
+    assert!(
+        text.contains(" vote ") && !text.contains(" commit "),
+        "{text}"
+    );
 }
 
 fn hex(b: &[u8]) -> String {
@@ -295,7 +335,7 @@ fn repair_refuses_a_locked_directory() {
         .write(true)
         .create(true)
         .truncate(false)
-        .open(d.path().join(chunkwal::LOCK_FILE))
+        .open(d.path().join(chunkwal::inspect::LOCK_FILE))
         .unwrap();
     lock.try_lock_exclusive().unwrap();
     let o = run_in(&["repair", "--yes"], d.path());
