@@ -109,6 +109,10 @@ fn stat_last(_: &Path, _: &mut u64) -> Option<u64> {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "reads the memory map from /proc/self/maps"
+)]
 fn inspection_of_a_live_log_never_maps_it() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("log");
