@@ -365,5 +365,7 @@ pub enum ConfigError {
 
 /// ENOSPC or EDQUOT.
 fn is_no_space(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(28) | Some(122)) || e.kind() == io::ErrorKind::StorageFull
+    // EDQUOT is 122 on Linux but 69 on macOS and the BSDs: take the platform's numbers.
+    matches!(e.raw_os_error(), Some(c) if c == libc::ENOSPC || c == libc::EDQUOT)
+        || e.kind() == io::ErrorKind::StorageFull
 }

@@ -251,11 +251,11 @@ pub fn prepare_chunk(dir: &Path, seq: u64, size: u64) -> Result<(File, ChunkHead
     }
 }
 
-/// Allocate blocks for the first `len` bytes of `f` (so stores through a map never hit
-/// ENOSPC), extending it if needed. Reports the real error, ENOSPC included.
+/// Allocate blocks for the first `len` bytes of `f` (so that a full disk shows here, not
+/// in a later append), extending it if needed. Reports the real error, ENOSPC included.
+/// `fallocate` on Linux; the platform's call or written zeros elsewhere (`sys::preallocate`).
 pub fn preallocate(f: &File, len: u64) -> std::io::Result<()> {
-    rustix::fs::fallocate(f, rustix::fs::FallocateFlags::empty(), 0, len)
-        .map_err(std::io::Error::from)
+    super::sys::preallocate(f, len)
 }
 
 /// A fresh header for chunk `seq` of `size` bytes.

@@ -29,8 +29,8 @@ pub enum FsEvent<'a> {
         /// The file.
         path: &'a Path,
     },
-    /// `[start, end)` of a chunk's mapping was msynced (`MS_SYNC`) and is durable with its
-    /// present contents.
+    /// `[start, end)` of a chunk's mapping was synced (`msync(MS_SYNC)` on Linux, a sync of
+    /// the whole file on the portable path) and is durable with its present contents.
     SyncData {
         /// The chunk file (under its final name, even before it is installed).
         path: &'a Path,
@@ -65,7 +65,7 @@ pub type FsObserver = Arc<dyn Fn(&FsEvent<'_>) + Send + Sync>;
 /// Counts of the file-system work done on a log directory since it was opened.
 #[derive(Debug, Default)]
 pub struct IoCounters {
-    /// Completed syncs of chunk data (msync).
+    /// Completed syncs of chunk data (msync, or a file sync on the portable path).
     pub syncs: AtomicU64,
     /// Bytes those syncs covered (page-rounded ranges as asked, not what the kernel wrote).
     pub synced_bytes: AtomicU64,
@@ -279,7 +279,8 @@ impl Files {
         Ok(())
     }
 
-    /// msync `[start, end)` of `region`: the fault hook first, the recorders after success.
+    /// Sync `[start, end)` of `region` ([`Region::sync_range`]): the fault hook first, the
+    /// recorders after success.
     /// Only `[start, durable_to)` is reported as made durable: bytes past `durable_to` were
     /// synced as they are (zeros over a cut tail, at open) and are overwritten later, so no
     /// observer may take them as covering what is written there afterwards.

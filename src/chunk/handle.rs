@@ -62,8 +62,9 @@ pub fn open_existing_from(from: &Path, path: &Path, seq: u64, writable: bool) ->
             region: Arc::clone(w.region()),
         });
         // Where data may lie: past the last data extent the file reads as zeroes, so the
-        // tail scan need not touch (and fault in) the unwritten rest of the chunk.
-        let data_end = data_end(&file).map_or(want, |e| e.min(want)) as usize;
+        // tail scan need not touch (and fault in) the unwritten rest of the chunk (Linux;
+        // the portable path scans it all).
+        let data_end = super::sys::data_end(&file).map_or(want, |e| e.min(want)) as usize;
         Ok(Opened::Writable(chunk, w, data_end))
     } else {
         let region = Region::map_read_only(&file, len as usize, path)
@@ -134,22 +135,4 @@ pub(super) fn read_prefix(file: &File, buf: &mut [u8]) -> std::io::Result<usize>
         n += r;
     }
     Ok(n)
-}
-
-/// End of the last data region of `f` (SEEK_DATA / SEEK_HOLE). File systems without
-/// support report the whole file as data, which only makes the caller scan more.
-pub(super) fn data_end(f: &File) -> std::io::Result<u64> {
-    use rustix::fs::{seek, SeekFrom};
-    let mut end = 0;
-    loop {
-        let start = match seek(f, SeekFrom::Data(end)) {
-            Ok(s) => s,
-            Err(rustix::io::Errno::NXIO) => return Ok(end),
-            Err(e) => return Err(e.into()),
-        };
-        end = seek(f, SeekFrom::Hole(start))?;
-        if end <= start {
-            return Ok(start);
-        }
-    }
 }

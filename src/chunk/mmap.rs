@@ -19,6 +19,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use memmap2::{MmapOptions, MmapRaw};
 
+use super::sys;
+
 /// A mapped chunk file.
 #[derive(Debug)]
 pub struct Region {
@@ -27,6 +29,11 @@ pub struct Region {
     /// through it ([`Region::read_ahead`]). Dropped when its chunk is sealed, so a long log
     /// does not hold a descriptor per chunk.
     file: parking_lot::Mutex<Option<Arc<File>>>,
+    /// The portable path only (`sys::FAST` false): the file its syncs go through
+    /// (`fdatasync`, see [`Region::sync_range`]), from mapping until the sync owner has synced
+    /// the sealed chunk whole ([`Region::release_sync_file`]). Always `None` on the Linux fast
+    /// path, whose msync needs no descriptor.
+    sync_file: parking_lot::Mutex<Option<Arc<File>>>,
     len: usize,
     published: AtomicUsize,
     path: PathBuf,
@@ -79,6 +86,7 @@ impl Region {
         let region = Arc::new(Region {
             map,
             file: parking_lot::Mutex::new(Some(Arc::clone(&file))),
+            sync_file: parking_lot::Mutex::new((!sys::FAST).then(|| Arc::clone(&file))),
             len,
             published: AtomicUsize::new(0),
             path: path.to_path_buf(),
@@ -98,6 +106,7 @@ impl Region {
         Ok(Arc::new(Region {
             map,
             file: parking_lot::Mutex::new(None),
+            sync_file: parking_lot::Mutex::new(None),
             len,
             published: AtomicUsize::new(len),
             path: path.to_path_buf(),
@@ -149,11 +158,17 @@ impl Region {
     /// that a reopened log does not keep every chunk it scanned resident: on sealed chunks,
     /// and on the newest one right after open synced it, before any reader or the writer
     /// runs (dirty pages would not be lost anyway: their dirty state moves to the page cache).
+    /// Linux only: on the portable path this does nothing (other kernels' `MADV_DONTNEED`
+    /// is a hint about page priority, not a release; the kernel reclaims clean file pages).
     pub fn release_pages(&self) -> io::Result<()> {
-        // SAFETY: the mapping is MAP_SHARED and file-backed, so MADV_DONTNEED discards no
-        // data: dirty pages stay in the page cache and later accesses re-read the same file
-        // contents. The virtual range stays mapped, so every outstanding slice stays valid and
-        // sees the same bytes (published bytes never change).
+        if !sys::FAST {
+            return Ok(());
+        }
+        // SAFETY: reached on Linux only (`sys::FAST`). The mapping is MAP_SHARED and
+        // file-backed, so Linux's MADV_DONTNEED discards no data: dirty pages stay in the page
+        // cache and later accesses re-read the same file contents. The virtual range stays
+        // mapped, so every outstanding slice stays valid and sees the same bytes (published
+        // bytes never change).
         unsafe {
             self.map
                 .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
@@ -171,7 +186,8 @@ impl Region {
     /// chunk's pages hold its old contents, which a write that does not cover a whole page
     /// would otherwise read from disk on the writer's thread; a fresh chunk's unwritten
     /// extents read as zeros without I/O, and its pages are allocated here instead of in
-    /// the writer's copies. A hint: it changes no byte.
+    /// the writer's copies. A hint: it changes no byte. Linux only: the portable path gives
+    /// no advice and reports [`Ahead::Refused`].
     pub fn read_ahead(&self, off: usize, len: usize) -> Ahead {
         let Some(file) = self.file.lock().clone() else {
             return Ahead::Sealed;
@@ -180,14 +196,20 @@ impl Region {
         let Some(len) = std::num::NonZeroU64::new(len as u64) else {
             return Ahead::Done;
         };
-        match rustix::fs::fadvise(&*file, off as u64, Some(len), rustix::fs::Advice::WillNeed) {
-            Ok(()) => Ahead::Done,
-            Err(_) => Ahead::Refused,
+        if sys::will_need(&file, off as u64, len) {
+            Ahead::Done
+        } else {
+            Ahead::Refused
         }
     }
 
-    /// msync(MS_SYNC) the byte range `[off, off + len)`: on return it is on stable storage.
+    /// Make the byte range `[off, off + len)` durable: on return it is on stable storage.
     /// Refused for a read-only region, whose msync would silently write nothing.
+    ///
+    /// Linux: `msync(MS_SYNC)` of the range, which syncs the `pwrite`s into it
+    /// (`vfs_fsync_range`). Portable: `fdatasync` of the whole file (`F_FULLFSYNC` on
+    /// macOS), since other kernels' msync need not write back pages dirtied by `write`;
+    /// refused once [`Region::release_sync_file`] let go of the file.
     pub fn sync_range(&self, off: usize, len: usize) -> io::Result<()> {
         if len == 0 {
             return Ok(());
@@ -198,7 +220,23 @@ impl Region {
                 "msync of a chunk mapped from a read-only file would write nothing",
             ));
         }
-        self.map.flush_range(off, len)
+        if sys::FAST {
+            return self.map.flush_range(off, len);
+        }
+        let Some(file) = self.sync_file.lock().clone() else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "sync of a chunk whose sync handle was released",
+            ));
+        };
+        sys::sync_file_data(&file)
+    }
+
+    /// The sync owner has synced this (sealed) chunk whole and will not sync it again: on the
+    /// portable path, close the file its syncs used, so that a long log does not hold a
+    /// descriptor per chunk. Nothing to do on the Linux fast path.
+    pub fn release_sync_file(&self) {
+        self.sync_file.lock().take();
     }
 }
 

@@ -1,4 +1,5 @@
-//! Chunk files: the mapped region (all `unsafe` lives in `mmap`), file handling and scanning.
+//! Chunk files: the mapped region (all `unsafe` lives in `mmap`), file handling and scanning;
+//! the platform-specific calls sit behind one seam, `sys`.
 
 mod file;
 mod files;
@@ -7,6 +8,7 @@ mod mmap;
 mod owned;
 mod recycle;
 mod scan;
+mod sys;
 #[cfg(test)]
 mod tests;
 

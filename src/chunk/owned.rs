@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use super::file::open_regular;
-use super::handle::{data_end, read_header, read_prefix};
+use super::handle::{read_header, read_prefix};
+use super::sys::data_end;
 use crate::error::{Error, Result};
 use crate::format::ChunkHeader;
 

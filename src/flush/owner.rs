@@ -192,6 +192,8 @@ impl SyncOwner {
                         break;
                     }
                     self.ledger.lock().retain(|t| t.seq != seq);
+                    // Synced whole, never synced again: the portable sync's handle can go.
+                    region.release_sync_file();
                 }
             }
         }

@@ -80,6 +80,10 @@ fn inspect_last(dir: &Path, races: &mut u64) -> u64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "reads the memory map from /proc/self/maps"
+)]
 fn inspection_of_a_live_log_never_maps_it() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("log");
