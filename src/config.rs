@@ -3,6 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -59,6 +60,11 @@ pub struct Config {
     /// returns. Default `None`: the writer never waits for the flush thread, and memory
     /// and the page cache bound how far it can run ahead.
     pub max_unsynced_bytes: Option<u64>,
+    /// Log a `tracing` warning (and, with feature `metrics`, count
+    /// `chunkwal_slow_syncs_total`) for every sync that takes longer than this. Default
+    /// 1 s, etcd's threshold for its slow-fdatasync warning: a sync that slow stalls
+    /// acknowledgements for as long as a typical Raft election timeout. `None`: never warn.
+    pub slow_sync_warn: Option<Duration>,
     /// Fault injection: called before each msync of chunk data (feature `testing`).
     #[cfg(feature = "testing")]
     pub sync_hook: Option<SyncHook>,
@@ -87,6 +93,7 @@ impl std::fmt::Debug for Config {
             .field("create_if_missing", &self.create_if_missing)
             .field("recycle_chunks", &self.recycle_chunks)
             .field("max_unsynced_bytes", &self.max_unsynced_bytes)
+            .field("slow_sync_warn", &self.slow_sync_warn)
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +116,7 @@ impl Config {
             create_if_missing: true,
             recycle_chunks: 4,
             max_unsynced_bytes: None,
+            slow_sync_warn: Some(Duration::from_secs(1)),
             #[cfg(feature = "testing")]
             sync_hook: None,
             #[cfg(feature = "testing")]
@@ -142,6 +150,12 @@ impl Config {
     /// Set the backpressure bound (see [`Config::max_unsynced_bytes`]).
     pub fn max_unsynced_bytes(mut self, bytes: Option<u64>) -> Self {
         self.max_unsynced_bytes = bytes;
+        self
+    }
+
+    /// Set the slow-sync warning threshold (see [`Config::slow_sync_warn`]; `None`: off).
+    pub fn slow_sync_warn(mut self, threshold: Option<Duration>) -> Self {
+        self.slow_sync_warn = threshold;
         self
     }
 

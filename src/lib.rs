@@ -30,6 +30,7 @@ mod flush;
 pub mod format;
 mod index;
 pub mod integrations;
+mod observe;
 mod types;
 
 pub use crate::chunk::{chunk_file_name, scan_chunk, Scanned, Tail, LOCK_FILE};

@@ -2,25 +2,38 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use crate::error::Error;
+use crate::observe::Metrics;
 
 /// Sticky fatal-error flag. Once set, every write and flush fails until the log is reopened.
 #[derive(Debug, Default)]
 pub struct Poison {
     set: AtomicBool,
     cause: Mutex<Option<(&'static str, io::ErrorKind)>>,
+    /// Told once, when the log is poisoned.
+    metrics: Arc<Metrics>,
 }
 
 impl Poison {
+    /// An unset flag that reports poisoning to `metrics`.
+    pub fn with_metrics(metrics: Arc<Metrics>) -> Self {
+        Poison {
+            metrics,
+            ..Poison::default()
+        }
+    }
+
     /// Record the first fatal error.
     pub fn poison(&self, op: &'static str, kind: io::ErrorKind) {
         let mut c = self.cause.lock();
         if c.is_none() {
             *c = Some((op, kind));
             tracing::error!(op, ?kind, "chunkwal poisoned: refusing further writes");
+            self.metrics.poisoned();
         }
         self.set.store(true, Ordering::Release);
     }
