@@ -29,7 +29,11 @@ struct Captured {
 
 static EVENTS: Mutex<Vec<Captured>> = Mutex::new(Vec::new());
 
-/// Keeps INFO and more severe events that have a `dir` field.
+/// The directories of the tests here: only their events are kept (every other test's logs
+/// are opened under this subscriber too).
+static WATCHED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Keeps INFO and more severe events whose `dir` is watched.
 struct Capture {
     next_id: AtomicU64,
 }
@@ -66,7 +70,10 @@ impl Subscriber for Capture {
     fn event(&self, event: &Event<'_>) {
         let mut f = Fields(HashMap::new());
         event.record(&mut f);
-        if f.0.contains_key("dir") {
+        let watched =
+            f.0.get("dir")
+                .is_some_and(|d| WATCHED.lock().unwrap().contains(d));
+        if watched {
             EVENTS.lock().unwrap().push(Captured {
                 level: *event.metadata().level(),
                 fields: f.0,
@@ -79,7 +86,8 @@ impl Subscriber for Capture {
     fn exit(&self, _: &Id) {}
 }
 
-fn install() {
+/// Install the subscriber (once) and a fresh directory whose events it keeps.
+fn watched_dir() -> tempfile::TempDir {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let c = Capture {
@@ -87,6 +95,9 @@ fn install() {
         };
         tracing::subscriber::set_global_default(c).expect("no other global subscriber");
     });
+    let d = tempfile::tempdir().unwrap();
+    WATCHED.lock().unwrap().push(d.path().display().to_string());
+    d
 }
 
 /// The captured events of the log in `dir`.
@@ -126,8 +137,7 @@ fn sleepy(dir: &Path, threshold: Option<Duration>, slow: &Arc<AtomicBool>) -> ch
 
 #[test]
 fn a_slow_sync_on_the_flush_thread_warns() {
-    install();
-    let d = tempfile::tempdir().unwrap();
+    let d = watched_dir();
     let slow = Arc::new(AtomicBool::new(false));
     let wal = Wal::open(sleepy(d.path(), Some(Duration::from_millis(10)), &slow)).unwrap();
     let before = slow_syncs(d.path()).len();
@@ -152,8 +162,7 @@ fn a_slow_sync_on_the_flush_thread_warns() {
 
 #[test]
 fn no_warning_when_the_threshold_is_off() {
-    install();
-    let d = tempfile::tempdir().unwrap();
+    let d = watched_dir();
     let slow = Arc::new(AtomicBool::new(true));
     let wal = Wal::open(sleepy(d.path(), None, &slow)).unwrap();
     wal.append(entries(1, 11, 1, 100)).unwrap();
@@ -166,8 +175,7 @@ fn no_warning_when_the_threshold_is_off() {
 
 #[test]
 fn open_reports_chunks_and_recovery() {
-    install();
-    let d = tempfile::tempdir().unwrap();
+    let d = watched_dir();
     let opened = |dir: &Path| -> Vec<(String, String)> {
         events_of(dir)
             .into_iter()
