@@ -197,3 +197,67 @@ fn open_reports_chunks_and_recovery() {
         ]
     );
 }
+
+/// A span's name and fields.
+type SpanSeen = (&'static str, HashMap<&'static str, String>);
+
+/// Spans with their fields, as a thread's scoped subscriber sees them (debug and up).
+#[derive(Clone, Default)]
+struct SpanCapture {
+    spans: Arc<Mutex<Vec<SpanSeen>>>,
+}
+
+impl Subscriber for SpanCapture {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        *metadata.level() <= Level::DEBUG
+    }
+
+    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        let mut f = Fields(HashMap::new());
+        attrs.record(&mut f);
+        let mut s = self.spans.lock().unwrap();
+        s.push((attrs.metadata().name(), f.0));
+        Id::from_u64(s.len() as u64)
+    }
+
+    fn record(&self, id: &Id, values: &Record<'_>) {
+        let mut f = Fields(HashMap::new());
+        values.record(&mut f);
+        let mut s = self.spans.lock().unwrap();
+        s[id.into_u64() as usize - 1].1.extend(f.0);
+    }
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, _: &Event<'_>) {}
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+}
+
+#[test]
+fn rotations_and_syncs_have_debug_spans() {
+    let d = tempfile::tempdir().unwrap();
+    let wal = Wal::open(cfg(d.path())).unwrap();
+    let cap = SpanCapture::default();
+    // flush_blocking syncs on this thread, so a scoped subscriber sees its span.
+    tracing::subscriber::with_default(cap.clone(), || {
+        wal.append(entries(1, 100, 1, 1000)).unwrap();
+        wal.flush_blocking().unwrap();
+    });
+    let spans = cap.spans.lock().unwrap().clone();
+    let rotations: Vec<_> = spans.iter().filter(|s| s.0 == "chunkwal_rotate").collect();
+    assert!(!rotations.is_empty(), "{spans:?}");
+    assert_eq!(rotations[0].1["old"], "0");
+    assert_eq!(rotations[0].1["new"], "1");
+    let sync = spans
+        .iter()
+        .rfind(|s| s.0 == "chunkwal_sync")
+        .unwrap_or_else(|| panic!("{spans:?}"));
+    // 99 entries of 1000 bytes were synced by this pass (across the rotation).
+    let bytes: u64 = sync.1["bytes"].parse().unwrap();
+    assert!(bytes >= 99_000, "{sync:?}");
+    assert!(sync.1.contains_key("duration_us"), "{sync:?}");
+    assert_eq!(sync.1["dir"], d.path().display().to_string());
+}
