@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 #[cfg(feature = "testing")]
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{ConfigError, Result};
 
@@ -88,6 +89,11 @@ pub struct Config {
     /// and the page cache bound how far it can run ahead. `Some(n)` needs
     /// `1 <= n < chunk_size` (only the active chunk's bytes are counted).
     pub max_unsynced_bytes: Option<u64>,
+    /// Log a `tracing` warning (and, with feature `metrics`, count
+    /// `chunkwal_slow_syncs_total`) for every sync that takes longer than this. Default
+    /// 1 s, etcd's threshold for its slow-fdatasync warning: a sync that slow stalls
+    /// acknowledgements for as long as a typical Raft election timeout. `None`: never warn.
+    pub slow_sync_warn: Option<Duration>,
     /// Fault injection: called before each msync of chunk data (feature `testing`).
     #[cfg(feature = "testing")]
     pub sync_hook: Option<SyncHook>,
@@ -116,6 +122,7 @@ impl std::fmt::Debug for Config {
             .field("create_if_missing", &self.create_if_missing)
             .field("recycle_chunks", &self.recycle_chunks)
             .field("max_unsynced_bytes", &self.max_unsynced_bytes)
+            .field("slow_sync_warn", &self.slow_sync_warn)
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +145,7 @@ impl Config {
             create_if_missing: true,
             recycle_chunks: 4,
             max_unsynced_bytes: None,
+            slow_sync_warn: Some(Duration::from_secs(1)),
             #[cfg(feature = "testing")]
             sync_hook: None,
             #[cfg(feature = "testing")]
@@ -196,6 +204,12 @@ impl Config {
     /// [`Config::max_unsynced_bytes`](Config#structfield.max_unsynced_bytes)).
     pub fn max_unsynced_bytes(mut self, bytes: Option<u64>) -> Self {
         self.max_unsynced_bytes = bytes;
+        self
+    }
+
+    /// Set the slow-sync warning threshold (see [`Config::slow_sync_warn`]; `None`: off).
+    pub fn slow_sync_warn(mut self, threshold: Option<Duration>) -> Self {
+        self.slow_sync_warn = threshold;
         self
     }
 

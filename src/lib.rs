@@ -43,6 +43,7 @@ mod format;
 mod index;
 pub mod inspect;
 pub mod integrations;
+mod observe;
 mod types;
 
 #[cfg(feature = "testing")]

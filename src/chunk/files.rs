@@ -15,6 +15,7 @@ use super::recycle::{free_path, reuse_as, Pool};
 use crate::config::{SyncHook, SyncRecorder};
 use crate::error::{Error, Result};
 use crate::format::ChunkHeader;
+use crate::observe::Metrics;
 
 /// A completed file-system operation on the log directory, as the observer hears of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +93,7 @@ pub struct Files {
     hooks: Hooks,
     io: Arc<IoCounters>,
     pool: Arc<Pool>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Files {
@@ -126,6 +128,7 @@ impl Files {
             hooks,
             io: Arc::default(),
             pool: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 
@@ -134,6 +137,17 @@ impl Files {
     pub fn with_pool(mut self, keep: usize, found: &[u64]) -> Self {
         self.pool = Arc::new(Pool::new(keep, found));
         self
+    }
+
+    /// The same files, reporting to the log's `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The log's metrics.
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The I/O counters.
@@ -166,6 +180,7 @@ impl Files {
         }
         let (f, h, tmp) = prepare_chunk(&self.dir, seq, size)?;
         IoCounters::bump(&self.io.chunks_created, 1);
+        self.metrics.chunk_prepared(false);
         self.tell(FsEvent::Create { path: &tmp });
         self.tell(FsEvent::SyncFile { path: &tmp });
         Ok((f, h, tmp))
@@ -194,6 +209,7 @@ impl Files {
         match reused {
             Ok(Some(f)) => {
                 IoCounters::bump(&self.io.chunks_recycled, 1);
+                self.metrics.chunk_prepared(true);
                 self.tell(FsEvent::SyncFile { path: &tmp });
                 Ok(Some((f, header, tmp)))
             }

@@ -19,6 +19,7 @@ use crate::error::{CorruptionKind, Error, Result};
 use crate::flush::{spawn, DurableState, Poison, SyncOwner, Target};
 use crate::format::{Record, HEADER_LEN};
 use crate::index::{EntryIndex, PayloadCache};
+use crate::observe::Metrics;
 use crate::types::LogState;
 
 /// Everything open produces.
@@ -26,6 +27,9 @@ pub(crate) struct Opened2 {
     pub writer: Writer,
     /// The directory lock; every mapping of the log holds it too.
     pub lock: Arc<std::fs::File>,
+    /// What recovery found, for the open span: `"new"` (no chunk yet), `"clean"`,
+    /// `"torn tail cut"` or `"adopted"` (a chunk whose install was cut short).
+    pub recovery: &'static str,
 }
 
 fn prepare_dir(config: &Config) -> Result<()> {
@@ -324,13 +328,18 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     }
     // Only now that the log replayed and every check passed does open change files: a
     // failed open leaves every file as it was.
-    let poison = Arc::new(Poison::default());
+    let metrics = Arc::new(Metrics::register());
+    let poison = Arc::new(Poison::with_metrics(Arc::clone(&metrics)));
     let durable = Arc::new(DurableState::new(0, None));
-    let owner = Arc::new(SyncOwner::new(
-        config.files().with_pool(config.recycle_chunks, spares),
-        Arc::clone(&durable),
-        Arc::clone(&poison),
-    ));
+    let files = config.files().with_pool(config.recycle_chunks, spares);
+    let owner = Arc::new(
+        SyncOwner::new(
+            files.with_metrics(Arc::clone(&metrics)),
+            Arc::clone(&durable),
+            Arc::clone(&poison),
+        )
+        .warn_slower_than(config.slow_sync_warn),
+    );
     // Leftovers (unused spares, a blank newest chunk) go first: a new first chunk may take
     // a blank one's name.
     owner.files().remove_leftovers(&leftovers)?;
@@ -342,9 +351,17 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     if !spares.is_empty() && leftovers.is_empty() {
         owner.files().sync_dir()?;
     }
+    let mut recovery = if adopted.is_empty() {
+        "clean"
+    } else {
+        "adopted"
+    };
     let tail = match tail {
         Some(t) => t,
-        None => new_first_chunk(&config, &owner, &chunks, &mut metas)?,
+        None => {
+            recovery = "new";
+            new_first_chunk(&config, &owner, &chunks, &mut metas)?
+        }
     };
     let Tail0 {
         chunk: active,
@@ -354,6 +371,7 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
         cut_to,
     } = tail;
     if cut_to > end {
+        recovery = "torn tail cut";
         w.write_zeros(cut_to - end)
             .map_err(|e| Error::io("zero torn tail", w.region().path(), e))?;
         w.seek(end);
@@ -386,15 +404,18 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     let shared = Arc::new(Shared {
         dir: dir.clone(),
         index,
-        cache: PayloadCache::new(config.cache_max_items, config.cache_max_bytes),
+        cache: PayloadCache::new(config.cache_max_items, config.cache_max_bytes)
+            .with_metrics(Arc::clone(&metrics)),
         chunks,
         state: RwLock::new(state.clone()),
         poison,
         durable,
         counters: Counters::default(),
         io: Arc::clone(owner.files().io()),
+        metrics,
         _lock: Arc::clone(&lock),
     });
+    shared.metrics.chunks_added(shared.chunks.len());
     let fresh = end == HEADER_LEN;
     let prefault = super::prefault::Prefaulter::start(Arc::clone(&shared.poison));
     let mut writer = Writer {
@@ -417,7 +438,11 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
     } else if fresh {
         writer.put_state()?;
     }
-    Ok(Opened2 { writer, lock })
+    Ok(Opened2 {
+        writer,
+        lock,
+        recovery,
+    })
 }
 
 /// A sealed chunk is only read from here on, and rarely: do not keep it resident (nor its

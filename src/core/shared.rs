@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub counters: Counters,
     /// File-system work counters (shared with the sync owner's files).
     pub io: Arc<crate::chunk::IoCounters>,
+    /// The log's metrics (feature `metrics`; empty without it).
+    pub metrics: Arc<crate::observe::Metrics>,
     /// The directory lock (`LOCK`, flocked), held while the `Wal` or any `Reader` lives: no
     /// other opener can cut a torn tail under a live reader's index.
     pub _lock: Arc<std::fs::File>,

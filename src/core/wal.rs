@@ -46,7 +46,26 @@ impl Wal {
     /// process, fails with [`Error::Locked`].
     pub fn open(config: Config) -> Result<Wal> {
         let chunk_size = config.chunk_size;
-        let o = open(config)?;
+        let span = tracing::info_span!(
+            "chunkwal_open",
+            dir = %config.dir.display(),
+            chunks = tracing::field::Empty,
+            recovery = tracing::field::Empty,
+        )
+        .entered();
+        let o = open(config).inspect_err(|e| {
+            span.record("recovery", "failed");
+            tracing::debug!(error = %e, "open failed");
+        })?;
+        let chunks = o.writer.shared.chunks.len();
+        span.record("chunks", chunks);
+        span.record("recovery", o.recovery);
+        tracing::info!(
+            dir = %o.writer.shared.dir.display(),
+            chunks,
+            recovery = o.recovery,
+            "chunkwal log opened"
+        );
         let reader = Reader::new(Arc::clone(&o.writer.shared));
         Ok(Wal {
             writer: Mutex::new(o.writer),
@@ -327,6 +346,7 @@ impl Wal {
         let (owner, target) = {
             let w = self.lock()?;
             Counters::bump(&w.shared.counters.flushes, 1);
+            w.shared.metrics.flush_requested();
             (std::sync::Arc::clone(&w.owner), w.target())
         };
         owner.sync_to(target)

@@ -120,6 +120,9 @@ impl Writer {
             return Ok(());
         }
         let r = self.w.write(&self.stage[..self.staged]);
+        if r.is_ok() {
+            self.shared.metrics.wrote(self.staged);
+        }
         self.staged = 0;
         if self.stage.len() > 4 * STAGE_MAX {
             self.stage = Vec::new();
@@ -183,6 +186,7 @@ impl Writer {
             _ => None,
         }) {
             let n = written.len();
+            self.shared.metrics.appended(&payloads[..n]);
             let evictable = self.shared.durable.index();
             self.shared
                 .cache
@@ -428,11 +432,19 @@ impl Writer {
     /// can be reported durable, and an open after a crash adopts the prepared file only if
     /// this chunk is sealed and whole.
     pub fn rotate(&mut self, seal_old: bool) -> Result<()> {
+        let span = tracing::debug_span!(
+            "chunkwal_rotate",
+            dir = %self.shared.dir.display(),
+            old = self.active.seq,
+            new = tracing::field::Empty,
+        )
+        .entered();
         self.ensure_spare()?;
         let Some(spare) = self.spare.take() else {
             return Err(Error::WorkerStopped);
         };
         let seq = spare.seq;
+        span.record("new", seq);
         if seal_old {
             self.put(&Record::Seal, 0)?;
         }
@@ -452,6 +464,7 @@ impl Writer {
             region: Arc::clone(w.region()),
         });
         self.shared.chunks.insert(seq, Arc::clone(&chunk));
+        self.shared.metrics.chunks_added(1);
         self.active = chunk;
         self.w = w;
         self.prefault.reset();
@@ -467,6 +480,7 @@ impl Writer {
     /// Ask the worker to make everything written so far durable, then call `callback`.
     pub fn request_sync(&mut self, callback: Option<Callback>) -> Result<()> {
         Counters::bump(&self.shared.counters.flushes, 1);
+        self.shared.metrics.flush_requested();
         let target = self.target();
         self.worker.send(Job::Sync { target, callback })
     }
@@ -493,6 +507,7 @@ impl Writer {
         if chunks.is_empty() {
             return Ok(());
         }
+        self.shared.metrics.chunks_removed(chunks.len());
         let target = self.target();
         self.worker.send(Job::Retire { target, chunks })
     }

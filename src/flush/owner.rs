@@ -6,12 +6,14 @@
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use super::state::{DurableState, Poison};
 use crate::chunk::{Files, Region};
 use crate::error::{Error, Result};
+use crate::observe::SyncPass;
 use crate::types::position;
 
 /// A point to make durable: every byte of the log before `(seq, off)`, and with it the
@@ -72,6 +74,8 @@ pub struct SyncOwner {
     /// Held for the whole of a sync, so syncs run one at a time, in order: the durable point
     /// moves only over what a completed sync covered, and no sync can claim another's range.
     turn: Mutex<()>,
+    /// Warn about a sync pass slower than this (`Config::slow_sync_warn`).
+    slow_sync_warn: Option<Duration>,
 }
 
 impl std::fmt::Debug for SyncOwner {
@@ -91,7 +95,14 @@ impl SyncOwner {
             poison,
             ledger: Mutex::new(VecDeque::new()),
             turn: Mutex::new(()),
+            slow_sync_warn: None,
         }
+    }
+
+    /// The same owner, warning about every sync pass slower than `threshold`.
+    pub fn warn_slower_than(mut self, threshold: Option<Duration>) -> Self {
+        self.slow_sync_warn = threshold;
+        self
     }
 
     /// The files it manages.
@@ -152,6 +163,8 @@ impl SyncOwner {
         self.poison.check()?;
         let _turn = self.turn.lock();
         self.poison.check()?;
+        let mut pass = SyncPass::start(self.files.dir(), target.seq);
+        let _span = pass.span().clone().entered();
         loop {
             match self.next_step(&target, sync_end)? {
                 Step::Done => break,
@@ -161,6 +174,7 @@ impl SyncOwner {
                         return Err(self.fail("install chunk", e));
                     }
                     self.set(seq, |t| t.needs_install = false);
+                    pass.installed();
                 }
                 Step::Sync {
                     region,
@@ -185,6 +199,7 @@ impl SyncOwner {
                             return Err(self.poison.error());
                         }
                     }
+                    pass.synced(to - from);
                     self.durable.advance_pos(position(seq, claim));
                     if !whole {
                         // The target's own chunk: nothing after it to do.
@@ -197,6 +212,7 @@ impl SyncOwner {
                 }
             }
         }
+        pass.finish(self.files.dir(), self.files.metrics(), self.slow_sync_warn);
         self.durable
             .advance(target.pos(), target.last_index, target.gen);
         Ok(())

@@ -8,12 +8,15 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::error::{Error, Panicked};
+use crate::observe::Metrics;
 
 /// Sticky fatal-error flag. Once set, every write and flush fails until the log is reopened.
 #[derive(Debug, Default)]
 pub struct Poison {
     set: AtomicBool,
     cause: Mutex<Option<Cause>>,
+    /// Told once, when the log is poisoned.
+    metrics: Arc<Metrics>,
 }
 
 /// The first fatal error: what failed, where, and the error itself.
@@ -25,6 +28,14 @@ struct Cause {
 }
 
 impl Poison {
+    /// An unset flag that reports poisoning to `metrics`.
+    pub fn with_metrics(metrics: Arc<Metrics>) -> Self {
+        Poison {
+            metrics,
+            ..Poison::default()
+        }
+    }
+
     /// Record the first fatal error: `op` failed (on `path`, if known) with `source`. Later
     /// calls keep the first cause.
     pub fn poison(&self, op: &'static str, path: Option<&Path>, source: io::Error) {
@@ -36,6 +47,7 @@ impl Poison {
                 path: path.map(Path::to_path_buf),
                 source: Arc::new(source),
             });
+            self.metrics.poisoned();
         }
         self.set.store(true, Ordering::Release);
     }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 
+use crate::observe::Metrics;
+
 /// Cache counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStat {
@@ -73,6 +75,7 @@ pub struct PayloadCache {
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl PayloadCache {
@@ -87,7 +90,14 @@ impl PayloadCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            metrics: Arc::default(),
         }
+    }
+
+    /// The same cache, reporting hits and misses to the log's `metrics` too.
+    pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Cache payloads of consecutive entries from `first`, written at positions `pos`.
@@ -145,6 +155,7 @@ impl PayloadCache {
             &self.misses
         };
         c.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cache_lookup(hit.is_some());
         hit
     }
 

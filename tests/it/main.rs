@@ -26,6 +26,8 @@ mod in_flight_adapter;
 #[cfg(feature = "openraft")]
 mod in_flight_openraft;
 mod live_inspect;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod model;
 #[cfg(feature = "openraft")]
 mod openraft_suite;
@@ -36,3 +38,4 @@ mod power_loss_recycle;
 mod races;
 mod recovery;
 mod recycling;
+mod tracing_events;
