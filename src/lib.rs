@@ -39,8 +39,8 @@ pub use crate::config::{Config, RecoveryMode, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 #[cfg(feature = "testing")]
 pub use crate::config::{FailPoint, SyncHook, SyncRecorder};
 pub use crate::core::{
-    inspect_dir, AccessStat, ChunkReport, ChunkStat, DumpData, DumpRecord, OwnedRecord, Reader,
-    Stat, Wal,
+    inspect_dir, AccessStat, ChunkReport, ChunkStat, DumpData, DumpRecord, Entries, OwnedRecord,
+    Reader, Stat, Wal,
 };
 pub use crate::error::{CorruptionKind, Error, Result};
 pub use crate::index::CacheStat;
