@@ -132,7 +132,10 @@ impl Iterator for Entries {
     fn size_hint(&self) -> (usize, Option<usize>) {
         match self.span {
             // At most the rest of the range, and the error item if entries vanish.
-            Some((n, t)) => (0, usize::try_from(t - n).ok().and_then(|k| k.checked_add(1))),
+            Some((n, t)) => (
+                0,
+                usize::try_from(t - n).ok().and_then(|k| k.checked_add(1)),
+            ),
             None => (0, Some(0)),
         }
     }

@@ -171,7 +171,11 @@ impl Reader {
         Ok(Entries::new(self.clone(), span))
     }
 
-    fn collect(&self, range: &impl RangeBounds<u64>, max_bytes: u64) -> Result<Vec<(LogId, Bytes)>> {
+    fn collect(
+        &self,
+        range: &impl RangeBounds<u64>,
+        max_bytes: u64,
+    ) -> Result<Vec<(LogId, Bytes)>> {
         Counters::bump(&self.shared.counters.reads, 1);
         // Bounds past either end fail before anything is visited or allocated. The check
         // races with appends and purges only as a later read would.

@@ -401,7 +401,15 @@ fn alloc_child() {
     let bounded = wal.read_bounded(1..=u64::MAX - 1, u64::MAX);
     let took = start.elapsed();
     setrlimit(Resource::As, old).unwrap();
-    let through = [u64::MAX - 1, u64::MAX - 1, u64::MAX, 10, u64::MAX, u64::MAX, u64::MAX];
+    let through = [
+        u64::MAX - 1,
+        u64::MAX - 1,
+        u64::MAX,
+        10,
+        u64::MAX,
+        u64::MAX,
+        u64::MAX,
+    ];
     let from = [1, 0, 1, 0, 1, 0, 0];
     for ((r, from), through) in past.iter().zip(from).zip(through) {
         assert!(

@@ -11,21 +11,46 @@ use crate::fuzz_corpus::logic::Model;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { n: u8, len: u16 },
-    Truncate { back: u8 },
-    Replace { back: u8, n: u8 },
-    Purge { ahead: u8 },
+    Append {
+        n: u8,
+        len: u16,
+    },
+    Truncate {
+        back: u8,
+    },
+    Replace {
+        back: u8,
+        n: u8,
+    },
+    Purge {
+        ahead: u8,
+    },
     Commit,
     Vote(u8),
     UserData(Option<u8>),
     Flush,
     Reopen,
     Crash,
-    Read { a: u8, b: u8 },
+    Read {
+        a: u8,
+        b: u8,
+    },
     /// A range read with any kind of bounds (`kinds`: start kind, end kind).
-    Range { a: u8, b: u8, kinds: (u8, u8) },
-    Bounded { a: u8, b: u8, max: u16 },
-    Iter { a: u8, b: u8, kinds: (u8, u8) },
+    Range {
+        a: u8,
+        b: u8,
+        kinds: (u8, u8),
+    },
+    Bounded {
+        a: u8,
+        b: u8,
+        max: u16,
+    },
+    Iter {
+        a: u8,
+        b: u8,
+        kinds: (u8, u8),
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -134,7 +159,10 @@ fn run(ops: Vec<Op>) {
                 assert_eq!(ok_or_span(w.read(r)), model_read(&m, r), "read({r:?})");
             }
             Op::Bounded { a, b, max } => {
-                let r = (Bound::Included(m.first() + u64::from(a) % 40), span_end(&m, b));
+                let r = (
+                    Bound::Included(m.first() + u64::from(a) % 40),
+                    span_end(&m, b),
+                );
                 let want = model_read(&m, r).map(|v| bounded_prefix(v, u64::from(max)));
                 let got = ok_or_span(w.read_bounded(r, u64::from(max)));
                 assert_eq!(got, want, "read_bounded({r:?}, {max})");
@@ -252,9 +280,21 @@ fn check_reads(m: &Model, w: &Wal) {
     let it: Vec<_> = w.iter(..).unwrap().collect::<Result<_, _>>().unwrap();
     assert_eq!(it, whole, "iter(..)");
     let bounded = w.read_bounded(.., 4000).unwrap();
-    assert_eq!(bounded, bounded_prefix(whole, 4000), "read_bounded(.., 4000)");
-    assert_eq!(w.first_index(), m.entries.keys().next().copied(), "first_index");
-    assert_eq!(w.last_index(), m.entries.keys().next_back().copied(), "last_index");
+    assert_eq!(
+        bounded,
+        bounded_prefix(whole, 4000),
+        "read_bounded(.., 4000)"
+    );
+    assert_eq!(
+        w.first_index(),
+        m.entries.keys().next().copied(),
+        "first_index"
+    );
+    assert_eq!(
+        w.last_index(),
+        m.entries.keys().next_back().copied(),
+        "last_index"
+    );
 }
 
 proptest! {
