@@ -309,6 +309,21 @@ mod tests {
     }
 
     #[test]
+    fn removals_count_truncates_and_purges_not_appends() {
+        let ix = EntryIndex::default();
+        for i in 1..100u64 {
+            ix.push(i, loc(1, 0, i as u32));
+        }
+        assert_eq!(ix.removals(), 0);
+        ix.remove_from(50);
+        ix.push(50, loc(2, 0, 500));
+        assert_eq!(ix.removals(), 1);
+        ix.remove_upto(10);
+        assert_eq!(ix.removals(), 2);
+        assert_eq!(all(&ix, 0, u64::MAX).len(), 40);
+    }
+
+    #[test]
     fn truncate_and_purge_trim_runs() {
         let ix = EntryIndex::default();
         for i in 10..2010u64 {
