@@ -39,17 +39,17 @@ fn reads(c: &mut Criterion) {
 
     // Range reads of 10k entries, warm and cold.
     g.bench_function("range10k/warm/256B", |b| {
-        b.iter(|| std::hint::black_box(warm.read(1, N + 1).expect("read")))
+        b.iter(|| std::hint::black_box(warm.read(1..=N).expect("read")))
     });
     g.bench_function("range10k/cold/256B", |b| {
-        b.iter(|| std::hint::black_box(cold.read(1, N + 1).expect("read")))
+        b.iter(|| std::hint::black_box(cold.read(1..=N).expect("read")))
     });
     let (_d3, cold4k) = common::fresh(|c| c);
     common::fill(&cold4k, N, 4096);
     cold4k.wait_worker_idle();
     cold4k.evict_durable_from_cache();
     g.bench_function("range10k/cold/4KiB", |b| {
-        b.iter(|| std::hint::black_box(cold4k.read(1, N + 1).expect("read")))
+        b.iter(|| std::hint::black_box(cold4k.read(1..=N).expect("read")))
     });
     g.finish();
 }

@@ -43,7 +43,7 @@ fn cache(c: &mut Criterion) {
         wal.wait_worker_idle();
         g.bench_function(
             BenchmarkId::new("read50kx256B", format!("{items}items")),
-            |b| b.iter(|| std::hint::black_box(wal.read(1, N + 1).expect("read"))),
+            |b| b.iter(|| std::hint::black_box(wal.read(1..=N).expect("read"))),
         );
     }
     g.finish();

@@ -216,13 +216,19 @@ pub enum Error {
     /// The log already holds index `u64::MAX`; no entry can follow it.
     #[error("index overflow: no entry can follow index u64::MAX")]
     IndexOverflow,
-    /// A read asked for entries the log does not hold.
-    #[error("entries [{from}, {to}) are not in the log")]
+    /// A read asked for entries the log does not hold: a bound of the range lies before the
+    /// first held entry (purged) or after the last one, or an entry of the range vanished
+    /// while the read ran (a concurrent purge or truncate). Every bound here is inclusive.
+    #[error("entries {from}..={through} are not all in the log (it holds {})", held(*.first, *.last))]
     OutOfRange {
-        /// First index asked for.
+        /// First index asked for (inclusive).
         from: u64,
-        /// One past the last index asked for.
-        to: u64,
+        /// Last index asked for (inclusive).
+        through: u64,
+        /// First index the log held when the read looked (inclusive); `None` if it held none.
+        first: Option<u64>,
+        /// Last index the log held when the read looked (inclusive); `None` if it held none.
+        last: Option<u64>,
     },
     /// Truncating at or below the purge point is not possible.
     #[error("cannot truncate at {since}: entries up to {purged} are purged")]
@@ -361,6 +367,14 @@ pub enum ConfigError {
         /// The configured chunk size.
         chunk_size: u64,
     },
+}
+
+/// What a log holds, for [`Error::OutOfRange`]'s message.
+fn held(first: Option<u64>, last: Option<u64>) -> String {
+    match (first, last) {
+        (Some(f), Some(l)) => format!("{f}..={l}"),
+        _ => "no entries".to_owned(),
+    }
 }
 
 /// ENOSPC or EDQUOT.

@@ -6,12 +6,32 @@
 //! `SkipMap` index and a bounded payload cache serve readers on any thread without ever
 //! blocking the writer.
 //!
-//! ```no_run
-//! use chunkwal::{Config, LogId, Wal};
-//! let wal = Wal::open(Config::new("/tmp/my-raft-log"))?;
-//! wal.append([(LogId::new(1, 1), bytes::Bytes::from_static(b"hello"))])?;
+//! ```
+//! use bytes::Bytes;
+//! use chunkwal::{Config, Error, LogId, Wal};
+//!
+//! let dir = tempfile::tempdir().unwrap(); // any directory; created if missing
+//! let wal = Wal::open(Config::new(dir.path().join("log")))?;
+//! wal.append((1..=5).map(|i| (LogId::new(1, i), Bytes::from(format!("entry {i}")))))?;
 //! wal.flush_blocking()?; // durable from here on
-//! assert_eq!(wal.read(1, 2)?[0].1, &b"hello"[..]);
+//!
+//! // Every read takes a range (`a..b`, `a..=b`, `a..`, `..=b`, `..`): all or nothing.
+//! assert_eq!(wal.read(2..4)?.len(), 2);
+//! assert_eq!(wal.read(..)?[0].1, "entry 1");
+//! assert!(wal.read(6..)?.is_empty()); // nothing past the last entry yet
+//! assert!(matches!(wal.read(4..=9), Err(Error::OutOfRange { last: Some(5), .. })));
+//! // At most 16 payload bytes, but always one entry: entries 1 and 2 (7 bytes each).
+//! assert_eq!(wal.read_bounded(1.., 16)?.len(), 2);
+//! // Lazily, holding no lock; the term of an entry from the in-memory index alone.
+//! let mut terms = Vec::new();
+//! for e in wal.iter(3..)? {
+//!     terms.push(e?.0.term);
+//! }
+//! assert_eq!(terms, [1, 1, 1]);
+//! assert_eq!(wal.term(5), Some(1));
+//!
+//! wal.purge(LogId::new(1, 2))?; // drop up to and including 2
+//! assert!(matches!(wal.read(1..=3), Err(Error::OutOfRange { first: Some(3), .. })));
 //! # Ok::<(), chunkwal::Error>(())
 //! ```
 //!
@@ -51,7 +71,7 @@ pub use crate::chunk::{scan_chunk, FsEvent, FsObserver, Scanned};
 pub use crate::config::{Config, RecoveryMode, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 #[cfg(feature = "testing")]
 pub use crate::config::{FailPoint, SyncHook, SyncRecorder};
-pub use crate::core::{AccessStat, Reader, Wal};
+pub use crate::core::{AccessStat, Entries, Reader, Wal};
 pub use crate::error::{ConfigError, CorruptionKind, Error, Panicked, Result};
 pub use crate::flush::FlushTicket;
 pub use crate::index::CacheStat;

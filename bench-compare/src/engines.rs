@@ -117,7 +117,7 @@ impl Log for Chunkwal {
     }
 
     fn read(&mut self, from: u64, to: u64) -> io::Result<usize> {
-        let v = self.0.read(from, to).map_err(other)?;
+        let v = self.0.read(from..to).map_err(other)?;
         check_count(v.len(), from, to)?;
         Ok(v.iter().map(|(_, p)| p.len()).sum())
     }

@@ -189,7 +189,7 @@ fn read_all(wal: &Wal, from: u64, to: u64, bar: &ProgressBar) -> Result<u64, Fai
     let mut i = from;
     while i < to {
         let j = (i + 1000).min(to);
-        n += wal.read(i, j)?.len() as u64;
+        n += wal.read(i..j)?.len() as u64;
         bar.inc(j - i);
         i = j;
     }
@@ -344,7 +344,7 @@ pub fn run(a: Args) -> CmdResult {
     let mut ranges = Samples::new();
     for _ in 0..reps {
         let t = Instant::now();
-        let got = wal.read(1, 1 + range)?;
+        let got = wal.read(1..1 + range)?;
         ranges.add(t.elapsed());
         if got.len() as u64 != range {
             return Err(Fail::error(

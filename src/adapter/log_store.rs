@@ -141,25 +141,28 @@ impl LogStore {
     }
 
     /// The held entries within `range` (inclusive): a range partly or wholly outside the
-    /// log yields only what the log holds, possibly nothing.
+    /// log yields only what the log holds, possibly nothing (d-engine's convention; the
+    /// core's [`Wal::read`] fails instead).
     pub fn get_entries(&self, range: RangeInclusive<u64>) -> Result<Vec<(LogId, Bytes)>> {
+        let wal = &self.inner.wal;
         let mut attempts = 0;
         loop {
-            let st = self.inner.wal.log_state();
-            let (Some(first), Some(last)) = (self.inner.wal.first_index(), st.last) else {
+            let (Some(first), Some(last)) = (wal.first_index(), wal.last_index()) else {
                 return Ok(Vec::new());
             };
             let from = (*range.start()).max(first);
-            let through = *range.end().min(&last.index);
-            if from > through {
-                return Ok(Vec::new());
-            }
-            match self.inner.wal.read_through(from, through) {
-                // A purge or truncate raced the state read: look again.
+            let through = (*range.end()).min(last);
+            match wal.read(from..=through) {
+                // A purge or truncate raced the bounds: look again.
                 Err(Error::OutOfRange { .. }) if attempts < 3 => attempts += 1,
                 r => return Ok(r?),
             }
         }
+    }
+
+    /// The term of entry `index`, if held, from the index alone (no payload read).
+    pub fn term(&self, index: u64) -> Option<u64> {
+        self.inner.wal.term(index)
     }
 
     /// Purge entries up to and including `cutoff` (which may lie past the last entry).
@@ -406,8 +409,9 @@ impl Inner {
                 if id.index > last.index {
                     break;
                 }
-                match self.wal.entry(id.index)? {
-                    Some((held, _)) if held.term == id.term => k += 1,
+                // The term alone decides (Raft's log matching): no payload read.
+                match self.wal.term(id.index) {
+                    Some(term) if term == id.term => k += 1,
                     _ => {
                         conflict = Some(id.index);
                         break;

@@ -2,7 +2,9 @@
 
 mod blame;
 mod inspect;
+mod iter;
 mod prefault;
+mod range;
 mod read;
 mod recovery;
 mod shared;
@@ -11,6 +13,7 @@ mod wal;
 mod writer;
 
 pub use inspect::{inspect_dir, ChunkHeaderInfo, ChunkReport};
+pub use iter::Entries;
 pub use read::{AccessStat, Reader};
 pub use stat::{ChunkStat, DumpData, DumpRecord, OwnedRecord, Stat};
 pub use wal::Wal;

@@ -1,10 +1,14 @@
 //! The read path: index lookup, cache, then the map with CRC verification. Never locks.
+//! Range rules: [`Reader::read`]; the lazy iterator: [`Entries`] (`iter.rs`).
 
+use std::ops::RangeBounds;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::iter::Entries;
+use super::range::{out_of_range, resolve};
 use super::shared::{Counters, Shared};
 use crate::chunk::Chunk;
 use crate::error::{CorruptionKind, Error, Result};
@@ -88,73 +92,138 @@ impl Reader {
         }
     }
 
+    /// The largest index the log holds, if it holds any entry (from the index; unlike
+    /// [`LogState::last`], never the purge point).
+    pub fn last_index(&self) -> Option<u64> {
+        self.shared.index.last_index()
+    }
+
+    /// The first and last index held, if any.
+    pub(super) fn held(&self) -> Option<(u64, u64)> {
+        let index = &self.shared.index;
+        index.first().zip(index.last_index())
+    }
+
+    /// The term of entry `index`, if the log holds it: served from the in-memory index
+    /// alone, without touching the payload, the cache or the map (no CRC check).
+    ///
+    /// `None` for an index the log does not hold, including the purge point itself: its
+    /// term is in [`LogState::purged`].
+    pub fn term(&self, index: u64) -> Option<u64> {
+        self.shared.index.get(index).map(|loc| loc.term)
+    }
+
     /// One entry, if present.
     pub fn entry(&self, index: u64) -> Result<Option<(LogId, Bytes)>> {
         let Some(loc) = self.shared.index.get(index) else {
             return Ok(None);
         };
-        match self.payload(index, loc, &mut Cursor::default()) {
-            Ok(p) => Ok(Some((LogId::new(loc.term, index), p))),
-            // Purged while we looked.
-            Err(Error::OutOfRange { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        // `None`: purged while we looked.
+        let p = self.payload(index, loc, &mut Cursor::default())?;
+        Ok(p.map(|p| (LogId::new(loc.term, index), p)))
     }
 
-    /// Entries `[from, last]` (`last` included, so that an entry at index `u64::MAX` can be
-    /// read too). Fails with [`Error::OutOfRange`] unless every one is present.
-    pub fn read_through(&self, from: u64, last: u64) -> Result<Vec<(LogId, Bytes)>> {
-        if from > last {
-            return Ok(Vec::new());
-        }
-        match last.checked_add(1) {
-            Some(to) => self.read(from, to),
-            None => {
-                let mut out = self.read(from, last)?;
-                match self.entry(last)? {
-                    Some(e) => out.push(e),
-                    None => return Err(Error::OutOfRange { from, to: last }),
-                }
-                Ok(out)
-            }
-        }
+    /// Every entry of `range`, in order, served from the cache or from the map with a CRC
+    /// check of each record. All or nothing:
+    ///
+    /// - An **empty** range (`5..5`, `7..=3`, `..0`) returns `Ok(vec![])`, wherever it lies.
+    /// - An **unbounded** side stands for the log's end on that side: `..` is the whole log,
+    ///   `5..` is 5 through the last entry, `..=9` the first entry through 9. A side that
+    ///   resolves past the other (`5..` on a log that ends at 3, `..=3` on a log that starts
+    ///   at 5, either on an empty log) is an empty range: `Ok(vec![])`. So `read(next..)`
+    ///   polls for new entries without ever failing for being caught up.
+    /// - Otherwise every index of the range must be held: a start **before the first held
+    ///   index** (purged, or never written) or an end **past the last held index** fails with
+    ///   [`Error::OutOfRange`] (`from`, `through`: the requested span, inclusive; `first`,
+    ///   `last`: what the log held, inclusive). It fails before visiting or allocating
+    ///   anything, so a hostile `0..u64::MAX` costs nothing. An entry that a concurrent
+    ///   purge or truncate removes during the read fails it the same way.
+    ///
+    /// The result is allocated for the entries that exist, never for the range asked for.
+    pub fn read(&self, range: impl RangeBounds<u64>) -> Result<Vec<(LogId, Bytes)>> {
+        self.collect(&range, u64::MAX)
     }
 
-    /// Entries `[from, to)`. Fails with [`Error::OutOfRange`] unless every one is present.
-    pub fn read(&self, from: u64, to: u64) -> Result<Vec<(LogId, Bytes)>> {
+    /// Like [`Reader::read`] (same range rules and errors), but stops before the entry whose
+    /// payload would take the total of payload bytes returned past `max_bytes`. The first
+    /// entry of a non-empty range is always returned, even if its payload alone exceeds
+    /// `max_bytes` (so `max_bytes = 0` reads exactly one entry): a caller that loops on
+    /// `read_bounded(next..=end, limit)` always makes progress. The result is a prefix of
+    /// the range; only payload bytes count (not ids or framing).
+    ///
+    /// This is what openraft's `limited_get_log_entries` and raft-engine's
+    /// `fetch_entries_to` (with `max_size`) offer.
+    pub fn read_bounded(
+        &self,
+        range: impl RangeBounds<u64>,
+        max_bytes: u64,
+    ) -> Result<Vec<(LogId, Bytes)>> {
+        self.collect(&range, max_bytes)
+    }
+
+    /// A lazy iterator over the entries of `range`; see [`Entries`] for how it behaves
+    /// when the log changes under it. The range is resolved and checked now, by the rules
+    /// of [`Reader::read`] (so this fails exactly when `read` would fail up front); an
+    /// unbounded end stands for the last entry held now.
+    pub fn iter(&self, range: impl RangeBounds<u64>) -> Result<Entries> {
         Counters::bump(&self.shared.counters.reads, 1);
-        if from >= to {
+        let span = resolve(&range, self.held())?;
+        Ok(Entries::new(self.clone(), span))
+    }
+
+    fn collect(
+        &self,
+        range: &impl RangeBounds<u64>,
+        max_bytes: u64,
+    ) -> Result<Vec<(LogId, Bytes)>> {
+        Counters::bump(&self.shared.counters.reads, 1);
+        // Bounds past either end fail before anything is visited or allocated. The check
+        // races with appends and purges only as a later read would.
+        let Some((from, through)) = resolve(range, self.held())? else {
             return Ok(Vec::new());
-        }
-        // A range past either end fails anyway: say so before visiting (or allocating for)
-        // anything. The checks race with appends and purges only as a later read would.
+        };
         let index = &self.shared.index;
-        let held = index.first().zip(index.last_index());
-        if held.is_none_or(|(first, last)| from < first || to - 1 > last) {
-            return Err(Error::OutOfRange { from, to });
+        // Room for the entries that exist, not for the range asked for; a bounded read
+        // starts small and grows.
+        let mut cap = (through - from).min(index.len() as u64).saturating_add(1);
+        if max_bytes != u64::MAX {
+            cap = cap.min(256);
         }
-        // Room for the entries that exist, not for the range asked for.
-        let mut out = Vec::with_capacity((to - from).min(index.len() as u64) as usize);
+        let mut out = Vec::with_capacity(cap as usize);
         let mut cur = Cursor::default();
-        let mut expect = from;
-        index.visit(from, to, |i, loc| {
-            if i != expect {
-                return Err(Error::OutOfRange { from, to });
+        let mut expect = Some(from);
+        let mut bytes = 0u64;
+        let r = index.visit(from, through, |i, loc| {
+            if expect != Some(i) {
+                return Err(Halt::Gap);
             }
-            out.push((LogId::new(loc.term, i), self.payload(i, loc, &mut cur)?));
-            expect += 1;
+            let p = self.payload(i, loc, &mut cur)?.ok_or(Halt::Gap)?;
+            bytes = bytes.saturating_add(p.len() as u64);
+            if bytes > max_bytes && !out.is_empty() {
+                return Err(Halt::Full);
+            }
+            out.push((LogId::new(loc.term, i), p));
+            expect = i.checked_add(1);
             Ok(())
-        })?;
-        if expect != to {
-            return Err(Error::OutOfRange { from, to });
+        });
+        let complete = match r {
+            Ok(()) => (out.len() as u64).checked_sub(1) == Some(through - from),
+            Err(Halt::Full) => true,
+            Err(Halt::Gap) => false,
+            Err(Halt::Err(e)) => return Err(e),
+        };
+        if !complete {
+            return Err(out_of_range(from, through, self.held()));
         }
         Counters::bump(&self.shared.counters.read_entries, out.len() as u64);
         Ok(out)
     }
 
-    fn payload(&self, index: u64, loc: Loc, cur: &mut Cursor) -> Result<Bytes> {
+    /// The payload of entry `index` at `loc`: `None` if its chunk is gone (purged since the
+    /// index was read).
+    pub(super) fn payload(&self, index: u64, loc: Loc, cur: &mut Cursor) -> Result<Option<Bytes>> {
         if let Some(b) = self.shared.cache.get_near(index, loc.pos(), &mut cur.cache) {
-            return Ok(b);
+            return Ok(Some(b));
         }
         if cur.chunk.as_ref().is_none_or(|c| c.seq != loc.chunk) {
             cur.chunk = self
@@ -163,19 +232,32 @@ impl Reader {
                 .get(&loc.chunk)
                 .map(|e| Arc::clone(e.value()));
         }
-        let Some(c) = cur.chunk.as_ref() else {
-            return Err(Error::OutOfRange {
-                from: index,
-                to: index + 1,
-            });
-        };
-        read_verified(c, index, loc)
+        match cur.chunk.as_ref() {
+            Some(c) => read_verified(c, index, loc).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Why a range walk stopped early.
+enum Halt {
+    /// An entry of the range is missing (removed while the read ran).
+    Gap,
+    /// The byte budget of a bounded read is spent.
+    Full,
+    /// Reading a payload failed.
+    Err(Error),
+}
+
+impl From<Error> for Halt {
+    fn from(e: Error) -> Self {
+        Halt::Err(e)
     }
 }
 
 /// What a scan over consecutive entries remembers between them.
 #[derive(Default)]
-struct Cursor {
+pub(super) struct Cursor {
     chunk: Option<Arc<Chunk>>,
     cache: CacheCursor,
 }

@@ -216,11 +216,7 @@ impl Wal {
     /// The state and all live entries.
     pub fn dump_data(&self) -> Result<DumpData> {
         let state = self.log_state();
-        let r = self.reader();
-        let entries = match (r.first_index(), state.last) {
-            (Some(first), Some(last)) => r.read_through(first, last.index)?,
-            _ => Vec::new(),
-        };
+        let entries = self.read(..)?;
         Ok(DumpData { state, entries })
     }
 }

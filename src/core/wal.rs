@@ -1,10 +1,12 @@
 //! `Wal`: the synchronous Raft log API in the spirit of raft-log's `RaftLog`.
 
+use std::ops::RangeBounds;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use super::iter::Entries;
 use super::read::Reader;
 use super::recovery::open;
 use super::shared::{last_before, Counters};
@@ -357,15 +359,52 @@ impl Wal {
         self.reader.first_index()
     }
 
-    /// Entries `[from, to)`, served from the cache or verified against their CRC.
-    pub fn read(&self, from: u64, to: u64) -> Result<Vec<(LogId, Bytes)>> {
-        self.reader.read(from, to)
+    /// The largest index the log holds, if it holds any entry (never the purge point).
+    pub fn last_index(&self) -> Option<u64> {
+        self.reader.last_index()
     }
 
-    /// Entries `[from, last]`, `last` included (so the entry at index `u64::MAX` can be read
-    /// in a range too).
-    pub fn read_through(&self, from: u64, last: u64) -> Result<Vec<(LogId, Bytes)>> {
-        self.reader.read_through(from, last)
+    /// Every entry of `range`, all or nothing; see [`Reader::read`] for the range rules
+    /// (empty, unbounded, purged start, end past the last entry) and the errors.
+    ///
+    /// ```
+    /// # use chunkwal::{Config, Error, LogId, Wal};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let wal = Wal::open(Config::new(dir.path()))?;
+    /// wal.append((1..=5).map(|i| (LogId::new(1, i), bytes::Bytes::from(vec![0; 10]))))?;
+    /// assert_eq!(wal.read(2..4)?.len(), 2); // 2 and 3
+    /// assert_eq!(wal.read(2..=4)?.len(), 3);
+    /// assert_eq!(wal.read(3..)?.len(), 3); // through the last entry
+    /// assert!(wal.read(6..)?.is_empty()); // caught up: nothing yet
+    /// assert!(matches!(
+    ///     wal.read(4..=6),
+    ///     Err(Error::OutOfRange { from: 4, through: 6, first: Some(1), last: Some(5) })
+    /// ));
+    /// # Ok::<(), chunkwal::Error>(())
+    /// ```
+    pub fn read(&self, range: impl RangeBounds<u64>) -> Result<Vec<(LogId, Bytes)>> {
+        self.reader.read(range)
+    }
+
+    /// A prefix of `range` holding at most `max_bytes` of payload, but always at least one
+    /// entry of a non-empty range; see [`Reader::read_bounded`].
+    pub fn read_bounded(
+        &self,
+        range: impl RangeBounds<u64>,
+        max_bytes: u64,
+    ) -> Result<Vec<(LogId, Bytes)>> {
+        self.reader.read_bounded(range, max_bytes)
+    }
+
+    /// A lazy iterator over `range` that holds no lock; see [`Entries`].
+    pub fn iter(&self, range: impl RangeBounds<u64>) -> Result<Entries> {
+        self.reader.iter(range)
+    }
+
+    /// The term of entry `index`, from the in-memory index alone (no payload read, no CRC
+    /// check); `None` if the log does not hold it. See [`Reader::term`].
+    pub fn term(&self, index: u64) -> Option<u64> {
+        self.reader.term(index)
     }
 
     /// One entry, if the log holds it.

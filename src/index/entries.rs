@@ -93,6 +93,9 @@ impl Run {
 pub struct EntryIndex {
     runs: SkipMap<u64, Arc<Run>>,
     count: AtomicUsize,
+    /// Bumped after every removal (truncate, purge, reset), so a reader that buffered
+    /// locations can tell whether they may be stale; see [`EntryIndex::removals`].
+    removals: AtomicU64,
     /// The run appends go to; only the writer touches it.
     tail: Mutex<Option<Arc<Run>>>,
 }
@@ -124,14 +127,15 @@ impl EntryIndex {
         (slot < r.len()).then(|| r.loc(slot))
     }
 
-    /// Visit entries in `[from, to)`, in order, stopping at the first error.
+    /// Visit entries in `[from, through]` (both inclusive, so a range may end at
+    /// `u64::MAX`), in order, stopping at the first error.
     pub fn visit<E>(
         &self,
         from: u64,
-        to: u64,
+        through: u64,
         mut f: impl FnMut(u64, Loc) -> Result<(), E>,
     ) -> Result<(), E> {
-        if from >= to {
+        if from > through {
             return Ok(());
         }
         let start = self
@@ -145,14 +149,14 @@ impl EntryIndex {
         // `Entry::next` takes its own reference and the dropped `Entry` releases it.
         let mut cur = self.runs.lower_bound(std::ops::Bound::Included(&start));
         while let Some(e) = cur {
-            if *e.key() >= to {
+            if *e.key() > through {
                 break;
             }
             let r = e.value();
             // Inclusive bounds: a run may end at u64::MAX.
             if let Some(last) = r.last() {
                 let lo = from.max(r.first);
-                let hi = (to - 1).min(last);
+                let hi = through.min(last);
                 for i in lo..=hi {
                     f(i, r.loc((i - r.first) as usize))?;
                 }
@@ -182,6 +186,7 @@ impl EntryIndex {
             }
         }
         *tail = self.runs.back().map(|e| Arc::clone(e.value()));
+        self.removals.fetch_add(1, Ordering::Release);
     }
 
     /// Remove every entry with index <= `upto`.
@@ -205,6 +210,14 @@ impl EntryIndex {
             break;
         }
         *tail = self.runs.back().map(|e| Arc::clone(e.value()));
+        self.removals.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many removals (`remove_from`, `remove_upto`) have completed. A reader that loads
+    /// this before looking locations up and finds it unchanged later knows that no removal
+    /// completed in between (appends never change a location that was published).
+    pub fn removals(&self) -> u64 {
+        self.removals.load(Ordering::Acquire)
     }
 
     /// Largest index held.
@@ -242,7 +255,10 @@ mod tests {
 
     fn all(ix: &EntryIndex, from: u64, to: u64) -> Vec<(u64, Loc)> {
         let mut v = Vec::new();
-        ix.visit::<()>(from, to, |i, l| {
+        let Some(through) = to.checked_sub(1) else {
+            return v;
+        };
+        ix.visit::<()>(from, through, |i, l| {
             v.push((i, l));
             Ok(())
         })
@@ -290,6 +306,21 @@ mod tests {
             crossbeam_epoch::pin().flush();
             std::thread::yield_now();
         }
+    }
+
+    #[test]
+    fn removals_count_truncates_and_purges_not_appends() {
+        let ix = EntryIndex::default();
+        for i in 1..100u64 {
+            ix.push(i, loc(1, 0, i as u32));
+        }
+        assert_eq!(ix.removals(), 0);
+        ix.remove_from(50);
+        ix.push(50, loc(2, 0, 500));
+        assert_eq!(ix.removals(), 1);
+        ix.remove_upto(10);
+        assert_eq!(ix.removals(), 2);
+        assert_eq!(all(&ix, 0, u64::MAX).len(), 40);
     }
 
     #[test]

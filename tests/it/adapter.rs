@@ -300,7 +300,7 @@ async fn mem_first_crash_keeps_flushed(dir: PathBuf) {
         Some(durable),
         "unflushed entries are lost, flushed ones kept"
     );
-    let got = wal.read(1, durable + 1).expect("durable entries");
+    let got = wal.read(1..=durable).expect("durable entries");
     assert_eq!(got, wrote(1, durable + 1), "byte-identical");
 }
 
@@ -340,7 +340,7 @@ async fn mem_first_crash_at_random_points(dir: PathBuf) {
         );
         if durable > 0 {
             assert_eq!(
-                wal.read(1, durable + 1).expect("read"),
+                wal.read(1..=durable).expect("read"),
                 entries(1, durable + 1, 3, 200)
             );
         }

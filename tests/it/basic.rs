@@ -19,7 +19,7 @@ fn append_flush_reopen_read() {
     assert_eq!(wal.log_state().last, Some(LogId::new(1, 100)));
     assert_holds(&wal, 1, 101, 1, 100);
     wal.append(entries(101, 111, 2, 10)).unwrap();
-    assert_eq!(wal.read(101, 111).unwrap().len(), 10);
+    assert_eq!(wal.read(101..111).unwrap().len(), 10);
 }
 
 #[test]
@@ -66,9 +66,9 @@ fn truncate_and_purge_survive_reopen() {
     assert_eq!(s.user_data.as_deref(), Some(&b"ud"[..]));
     assert_holds(&wal, 1001, 1500, 1, 200);
     assert_holds(&wal, 1500, 1600, 2, 200);
-    assert!(matches!(wal.read(999, 1002), Err(Error::OutOfRange { .. })));
+    assert!(matches!(wal.read(999..1002), Err(Error::OutOfRange { .. })));
     assert!(matches!(
-        wal.read(1599, 1601),
+        wal.read(1599..1601),
         Err(Error::OutOfRange { .. })
     ));
 }
@@ -93,7 +93,7 @@ fn reset_empties_the_log_and_survives_reopen() {
         wal.purge(LogId::new(1, 10)).unwrap();
         wal.reset().unwrap();
         assert_eq!(wal.log_state().last, None);
-        assert!(wal.read(11, 12).is_err());
+        assert!(wal.read(11..12).is_err());
         wal.append(entries(7, 9, 2, 10)).unwrap();
         wal.wait_worker_idle();
     }
@@ -168,7 +168,7 @@ fn handles_are_thread_safe() {
     wal.wait_worker_idle();
     wal.evict_durable_from_cache();
     assert_eq!(wal.access_stat().cache.items, 0);
-    let got = wal.read(1, 3).unwrap();
+    let got = wal.read(1..3).unwrap();
     assert_eq!(wal.access_stat().cache.misses, 2, "served from the map");
     drop(wal);
     assert_eq!(got[1].1, payload(2, 1000));
@@ -224,7 +224,7 @@ fn entry_at_the_last_index_survives_reopen() {
     }
     let wal = open(d.path());
     assert_eq!(wal.log_state().last, Some(LogId::new(1, top)));
-    let got = wal.read_through(top - 1, top).unwrap();
+    let got = wal.read(top - 1..=top).unwrap();
     assert_eq!(
         got,
         vec![

@@ -34,7 +34,7 @@ fn readers_never_see_torn_or_mismatched_entries() {
                     .wrapping_add(1442695040888963407);
                 let from = first + (x >> 33) % (last.index - first + 1);
                 let to = (from + 1 + (x >> 50) % 64).min(last.index + 1);
-                match reader.read(from, to) {
+                match reader.read(from..to) {
                     Ok(es) => {
                         for (id, p) in es {
                             assert_eq!(p, tagged(id.term, id.index), "entry {id}");

@@ -224,7 +224,7 @@ fn damage_under_an_open_log_is_caught_by_reads() {
         let len = r.encoded_len - 24;
         let at = r.offset + 24 + rng.below(len.max(1));
         flip(&d.path().join(chunk_file_name(r.chunk)), at, 0x20);
-        match wal.read(id.index, id.index + 1) {
+        match wal.read(id.index..=id.index) {
             Err(Error::Corruption { chunk, offset, .. }) => {
                 assert_eq!((chunk, offset), (r.chunk, r.offset));
                 caught += 1;

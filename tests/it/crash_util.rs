@@ -184,7 +184,7 @@ pub fn verify_log(wal: &Wal, acked: Option<u64>) -> u64 {
     if first > last.index {
         return 0;
     }
-    let got = wal.read(first, last.index + 1).expect("read whole log");
+    let got = wal.read(first..=last.index).expect("read whole log");
     assert_eq!(got.len() as u64, last.index + 1 - first, "gap in the log");
     let mut prev_term = 0;
     for (i, (id, p)) in got.iter().enumerate() {

@@ -270,7 +270,7 @@ fn bytes_of_a_purged_and_deleted_chunk_stay_valid() {
     wal.append(derived_entries(1, 301, 1)).unwrap();
     wal.flush_blocking().unwrap();
     wal.evict_durable_from_cache();
-    let held = wal.read(1, 30).unwrap();
+    let held = wal.read(1..30).unwrap();
     let one = wal.entry(5).unwrap().unwrap();
 
     // A reader thread keeps reading while the purge happens: correct data or OutOfRange.
@@ -285,7 +285,7 @@ fn bytes_of_a_purged_and_deleted_chunk_stay_valid() {
         while !s2.load(Ordering::SeqCst) {
             started2.store(true, Ordering::SeqCst);
             let i = 1 + rng.below(300);
-            match reader.read(i, (i + 5).min(301)) {
+            match reader.read(i..(i + 5).min(301)) {
                 Ok(v) => {
                     for (id, p) in v {
                         assert_eq!(p, derived(id.index, id.term), "reader saw changed bytes");
@@ -319,7 +319,7 @@ fn bytes_of_a_purged_and_deleted_chunk_stay_valid() {
         assert_eq!(p, &derived(id.index, id.term), "held bytes of {id} changed");
     }
     assert_eq!(one.1, derived(5, 1));
-    assert!(matches!(wal.read(1, 30), Err(Error::OutOfRange { .. })));
+    assert!(matches!(wal.read(1..30), Err(Error::OutOfRange { .. })));
     assert_eq!(wal.entry(5).unwrap(), None);
     std::fs::remove_file(&chunk0).unwrap();
     drop(held);

@@ -70,7 +70,7 @@ fn format_v1_fixture_opens_and_reads() {
     assert_eq!(s.committed, Some(LogId::new(3, 145)));
     assert_eq!(s.vote.as_deref(), Some(&b"term=3,voted_for=2"[..]));
     assert_eq!(s.user_data.as_deref(), Some(&b"app-state"[..]));
-    let got = wal.read(21, 151).expect("read v1");
+    let got = wal.read(21..151).expect("read v1");
     assert_eq!(got.len(), 130);
     for (id, p) in got {
         let (term, want) = match id.index {

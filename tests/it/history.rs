@@ -133,7 +133,7 @@ pub fn held(wal: &Wal) -> Result<Held, String> {
     let first = s.purged.map_or(1, |p| p.index + 1);
     let entries = match s.last {
         Some(l) if l.index >= first => wal
-            .read(first, l.index + 1)
+            .read(first..=l.index)
             .map_err(|e| format!("read [{first}, {l}]: {e}"))?,
         _ => Vec::new(),
     };

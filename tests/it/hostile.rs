@@ -364,19 +364,36 @@ fn alloc_child() {
     setrlimit(Resource::As, limit).unwrap();
     let start = Instant::now();
     let past = [
-        wal.read(1, u64::MAX),
-        wal.read(0, u64::MAX),
-        wal.read_through(1, u64::MAX),
+        wal.read(1..u64::MAX),
+        wal.read(0..u64::MAX),
+        wal.read(1..=u64::MAX),
+        wal.read(0..),
+        wal.read(..=u64::MAX),
+        wal.read_bounded(0..=u64::MAX, u64::MAX),
+        wal.iter(0..=u64::MAX).map(|_| Vec::new()),
     ];
-    let whole = wal.read(1, 11);
+    let whole = wal.read(1..11);
+    let bounded = wal.read_bounded(1..=u64::MAX - 1, u64::MAX);
     let took = start.elapsed();
     setrlimit(Resource::As, old).unwrap();
-    for (r, from) in past.iter().zip([1, 0, 1]) {
+    let through = [
+        u64::MAX - 1,
+        u64::MAX - 1,
+        u64::MAX,
+        10,
+        u64::MAX,
+        u64::MAX,
+        u64::MAX,
+    ];
+    let from = [1, 0, 1, 0, 1, 0, 0];
+    for ((r, from), through) in past.iter().zip(from).zip(through) {
         assert!(
-            matches!(r, Err(Error::OutOfRange { from: f, to: u64::MAX }) if *f == from),
+            matches!(r, Err(Error::OutOfRange { from: f, through: t, first: Some(1), last: Some(10) })
+                if *f == from && *t == through),
             "{r:?}"
         );
     }
+    assert!(bounded.is_err());
     assert_eq!(whole.unwrap(), entries(1, 11, 1, 100));
     assert!(took < Duration::from_secs(1), "reads took {took:?}");
     wal.close().unwrap();

@@ -36,6 +36,7 @@ mod power_loss;
 mod power_loss_dirops;
 mod power_loss_recycle;
 mod races;
+mod reads;
 mod recovery;
 mod recycling;
 mod tracing_events;

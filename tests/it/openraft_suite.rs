@@ -198,3 +198,39 @@ fn cluster_scenario_restarts_a_follower_that_catches_up() {
         "snapshots never purged: {report}"
     );
 }
+
+#[test]
+fn limited_get_log_entries_respects_the_read_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let store = Store::open(small_config(dir.path())).unwrap();
+        // Each encoded entry is a few dozen bytes: a 100-byte budget holds a few of them.
+        let mut store = store.with_read_limit(100);
+        store
+            .blocking_append((1..=50).map(|i| entry(1, i)))
+            .await
+            .unwrap();
+        let mut reader = store.get_log_reader().await;
+        let some = reader.limited_get_log_entries(10, 50).await.unwrap();
+        assert!(some.len() > 1 && some.len() < 40, "{} entries", some.len());
+        let want: Vec<_> = (10..10 + some.len() as u64).map(|i| entry(1, i)).collect();
+        assert_eq!(some, want);
+        // At least one entry, whatever the budget.
+        let mut tiny = store.with_read_limit(0);
+        assert_eq!(
+            tiny.limited_get_log_entries(20, 50).await.unwrap(),
+            vec![entry(1, 20)]
+        );
+        assert!(tiny.limited_get_log_entries(7, 7).await.unwrap().is_empty());
+        // try_get_log_entries is never limited, and clamps to what is held.
+        assert_eq!(tiny.try_get_log_entries(0..100).await.unwrap().len(), 50);
+        // Replication loops on the limited read: it covers the range.
+        let mut store = tiny.with_read_limit(100);
+        let mut next = 1;
+        while next <= 50 {
+            let got = store.limited_get_log_entries(next, 51).await.unwrap();
+            assert_eq!(got[0], entry(1, next));
+            next += got.len() as u64;
+        }
+    });
+}

@@ -139,7 +139,7 @@ fn verify(wal: &Wal, acked: Progress, epoch_requested: u64) -> Result<u64, Strin
         return Ok(0);
     }
     let got = wal
-        .read(first, last.index + 1)
+        .read(first..=last.index)
         .map_err(|e| format!("read [{first}, {}]: {e}", last.index))?;
     if got.len() as u64 != last.index + 1 - first {
         return Err(format!(

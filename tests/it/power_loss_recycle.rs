@@ -191,7 +191,7 @@ fn bytes_held_from_a_purged_chunk_never_change() {
     }
     r.flush_here();
     // Early entries of chunk 0, read from the map (no cache), and a copy of them.
-    let held: Vec<(LogId, Bytes)> = r.wal().read(1, 30).unwrap();
+    let held: Vec<(LogId, Bytes)> = r.wal().read(1..30).unwrap();
     let copy: Vec<Vec<u8>> = held.iter().map(|(_, b)| b.to_vec()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let checker = {

@@ -298,7 +298,7 @@ fn a_reader_outliving_its_wal_keeps_other_openers_out() {
         Wal::open(cfg(d.path())),
         Err(Error::Locked { .. })
     ));
-    assert_eq!(reader.read(1, 11).unwrap().len(), 10);
+    assert_eq!(reader.read(1..11).unwrap().len(), 10);
     drop(reader);
     let wal = open(d.path());
     assert_holds(&wal, 1, 11, 1, 100);

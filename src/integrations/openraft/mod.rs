@@ -9,5 +9,5 @@ mod reader;
 mod store;
 
 pub use error::StoreError;
-pub use reader::ChunkwalLogReader;
+pub use reader::{ChunkwalLogReader, DEFAULT_READ_LIMIT};
 pub use store::ChunkwalLogStore;

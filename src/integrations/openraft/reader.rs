@@ -15,6 +15,7 @@ use crate::{Error, Reader};
 /// writer.
 pub struct ChunkwalLogReader<C> {
     reader: Reader,
+    read_limit: u64,
     _p: PhantomData<C>,
 }
 
@@ -22,6 +23,7 @@ impl<C> Clone for ChunkwalLogReader<C> {
     fn clone(&self) -> Self {
         ChunkwalLogReader {
             reader: self.reader.clone(),
+            read_limit: self.read_limit,
             _p: PhantomData,
         }
     }
@@ -34,27 +36,34 @@ impl<C> Debug for ChunkwalLogReader<C> {
 }
 
 impl<C> ChunkwalLogReader<C> {
-    pub(crate) fn new(reader: Reader) -> Self {
+    pub(crate) fn new(reader: Reader, read_limit: u64) -> Self {
         ChunkwalLogReader {
             reader,
+            read_limit,
             _p: PhantomData,
         }
     }
 }
 
-/// The half-open index range `[start, end)` a `RangeBounds` denotes.
-fn half_open(range: &impl RangeBounds<u64>) -> (u64, u64) {
-    let start = match range.start_bound() {
+/// The default payload budget of [`RaftLogReader::limited_get_log_entries`] (1 MiB of
+/// encoded entries): see [`ChunkwalLogStore::with_read_limit`](super::ChunkwalLogStore::with_read_limit).
+pub const DEFAULT_READ_LIMIT: u64 = 1 << 20;
+
+/// The inclusive span of `range` that the log holds now, if any.
+fn clamp(reader: &Reader, range: &impl RangeBounds<u64>) -> Option<(u64, u64)> {
+    let (first, last) = reader.first_index().zip(reader.last_index())?;
+    let from = match range.start_bound() {
         Bound::Included(s) => *s,
-        Bound::Excluded(s) => s.saturating_add(1),
-        Bound::Unbounded => 0,
+        Bound::Excluded(s) => s.checked_add(1)?,
+        Bound::Unbounded => first,
     };
-    let end = match range.end_bound() {
-        Bound::Included(e) => e.saturating_add(1),
-        Bound::Excluded(e) => *e,
-        Bound::Unbounded => u64::MAX,
+    let through = match range.end_bound() {
+        Bound::Included(e) => *e,
+        Bound::Excluded(e) => e.checked_sub(1)?,
+        Bound::Unbounded => last,
     };
-    (start, end)
+    let span = (from.max(first), through.min(last));
+    (span.0 <= span.1).then_some(span)
 }
 
 /// Decode one stored entry and check it belongs at `index`.
@@ -72,39 +81,28 @@ where
 }
 
 /// The entries of `range` the log holds (missing ones, purged or never written, are
-/// skipped, as `RaftLogReader` allows).
+/// skipped, as `RaftLogReader` allows), at most `max_bytes` of encoded entries but at least
+/// one when the log holds one in the range.
 pub(crate) fn read_entries<C>(
     reader: &Reader,
     range: &impl RangeBounds<u64>,
+    max_bytes: u64,
 ) -> Result<Vec<C::Entry>, StoreError>
 where
     C: RaftTypeConfig,
     C::Entry: DeserializeOwned,
 {
-    let (start, end) = half_open(range);
-    let state = reader.log_state();
-    let (Some(first), Some(last)) = (reader.first_index(), state.last) else {
-        return Ok(Vec::new());
-    };
-    let (from, to) = (start.max(first), end.min(last.index.saturating_add(1)));
-    if from >= to {
-        return Ok(Vec::new());
-    }
-    let raw = match reader.read(from, to) {
-        Ok(raw) => raw,
-        // A purge or truncate raced with us: take what is still there, one by one.
-        Err(Error::OutOfRange { .. }) => {
-            let mut raw = Vec::new();
-            for i in from..to {
-                match reader.entry(i)? {
-                    Some(e) => raw.push(e),
-                    None if raw.is_empty() => continue,
-                    None => break,
-                }
-            }
-            raw
+    let mut attempts = 0;
+    let raw = loop {
+        let Some((from, through)) = clamp(reader, range) else {
+            return Ok(Vec::new());
+        };
+        match reader.read_bounded(from..=through, max_bytes) {
+            Ok(raw) => break raw,
+            // A purge or truncate raced the bounds: look again.
+            Err(Error::OutOfRange { .. }) if attempts < 3 => attempts += 1,
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     };
     raw.iter()
         .map(|(id, payload)| decode_entry::<C>(id.index, payload))
@@ -120,6 +118,18 @@ where
         &mut self,
         range: RB,
     ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
-        read_entries::<C>(&self.reader, &range).map_err(StoreError::read_logs)
+        read_entries::<C>(&self.reader, &range, u64::MAX).map_err(StoreError::read_logs)
+    }
+
+    /// `[start, end)`, at most the store's read limit of encoded entries (but at least one
+    /// entry when the log holds one in the range): see
+    /// [`ChunkwalLogStore::with_read_limit`](super::ChunkwalLogStore::with_read_limit).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
+        read_entries::<C>(&self.reader, &(start..end), self.read_limit)
+            .map_err(StoreError::read_logs)
     }
 }

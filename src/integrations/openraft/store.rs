@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::codec::{core_id, decode, encode};
 use super::error::StoreError;
 use super::meta::Meta;
-use super::reader::{decode_entry, read_entries, ChunkwalLogReader};
+use super::reader::{decode_entry, read_entries, ChunkwalLogReader, DEFAULT_READ_LIMIT};
 use crate::{Config, Reader, Wal};
 
 /// openraft log storage backed by a chunkwal [`Wal`], generic over the type config `C`.
@@ -40,6 +40,7 @@ use crate::{Config, Reader, Wal};
 pub struct ChunkwalLogStore<C: RaftTypeConfig> {
     wal: Wal,
     reader: Reader,
+    read_limit: u64,
     meta: Meta<C::NodeId>,
 }
 
@@ -47,6 +48,7 @@ impl<C: RaftTypeConfig> Debug for ChunkwalLogStore<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChunkwalLogStore")
             .field("wal", &self.wal)
+            .field("read_limit", &self.read_limit)
             .field("meta", &self.meta)
             .finish()
     }
@@ -67,7 +69,23 @@ where
         let meta = Meta::load(&wal)?;
         meta.reconcile(&wal)?;
         let reader = wal.reader();
-        Ok(ChunkwalLogStore { wal, reader, meta })
+        Ok(ChunkwalLogStore {
+            wal,
+            reader,
+            read_limit: DEFAULT_READ_LIMIT,
+            meta,
+        })
+    }
+
+    /// Set the byte budget of `limited_get_log_entries` (openraft's replication reads) for
+    /// this store and the readers it hands out from now on: a call returns at most
+    /// `max_bytes` of encoded entries, but always at least one entry when the log holds
+    /// one in the range, so replication always makes progress. The default is
+    /// [`DEFAULT_READ_LIMIT`] (1 MiB); `u64::MAX` turns the limit off.
+    /// `try_get_log_entries` is never limited.
+    pub fn with_read_limit(mut self, max_bytes: u64) -> Self {
+        self.read_limit = max_bytes;
+        self
     }
 
     /// The underlying log, e.g. for statistics.
@@ -178,7 +196,16 @@ where
         &mut self,
         range: RB,
     ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
-        read_entries::<C>(&self.reader, &range).map_err(StoreError::read_logs)
+        read_entries::<C>(&self.reader, &range, u64::MAX).map_err(StoreError::read_logs)
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
+        read_entries::<C>(&self.reader, &(start..end), self.read_limit)
+            .map_err(StoreError::read_logs)
     }
 }
 
@@ -198,7 +225,7 @@ where
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        ChunkwalLogReader::new(self.reader.clone())
+        ChunkwalLogReader::new(self.reader.clone(), self.read_limit)
     }
 
     async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
