@@ -127,7 +127,7 @@ fn counters_follow_appends_syncs_reads_and_chunks() {
     assert_eq!(rec.counter("chunkwal_slow_syncs_total"), 0);
 
     // Fresh entries are cached: 31 hits.
-    assert_eq!(wal.read(1, 32).unwrap().len(), 31);
+    assert_eq!(wal.read(1..32).unwrap().len(), 31);
     assert_eq!(rec.counter("chunkwal_cache_hits_total"), 31);
     assert_eq!(rec.counter("chunkwal_cache_misses_total"), 0);
     assert_eq!(wal.access_stat().cache.hits, 31);
@@ -179,7 +179,7 @@ fn counters_follow_appends_syncs_reads_and_chunks() {
     // After a reopen the cache is empty: reads go to the map and miss.
     let wal = rec.open(cfg(d.path()));
     let hits = rec.counter("chunkwal_cache_hits_total");
-    let got = wal.read(next - 10, next).unwrap();
+    let got = wal.read(next - 10..next).unwrap();
     assert_eq!(got.len(), 10);
     assert_eq!(rec.counter("chunkwal_cache_misses_total"), 10);
     assert_eq!(rec.counter("chunkwal_cache_hits_total"), hits);

@@ -210,7 +210,7 @@ fn iterator_ends_with_one_error_once_its_next_entry_is_purged() {
     let wal = Wal::open(Config::new(d.path()).chunk_size(SMALL_CHUNK).cache(1, 1)).unwrap();
     wal.append(entries(1, 2001, 1, 100)).unwrap();
     wal.flush_blocking().unwrap();
-    wal.drain_cache_evictable();
+    wal.evict_durable_from_cache();
     let mut it = wal.iter(..).unwrap();
     assert_eq!(it.by_ref().take(10).filter(Result::is_ok).count(), 10);
     wal.purge(LogId::new(1, 1500)).unwrap();

@@ -39,7 +39,7 @@ pub fn open(dir: &std::path::Path) -> Wal {
 
 /// Check the log holds exactly `[from, to)` with payloads from `payload(i, len)`.
 pub fn assert_holds(wal: &Wal, from: u64, to: u64, term: u64, len: usize) {
-    let got = wal.read(from, to).expect("read");
+    let got = wal.read(from..to).expect("read");
     assert_eq!(got.len() as u64, to - from);
     for (id, p) in got {
         assert_eq!(id.term, term, "term of {}", id.index);
