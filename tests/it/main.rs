@@ -17,6 +17,8 @@ mod crash_record;
 mod crash_util;
 #[cfg(feature = "d-engine")]
 mod d_engine;
+#[cfg(feature = "d-engine")]
+mod d_engine_format;
 mod faults;
 mod fixtures;
 mod fuzz_corpus;
