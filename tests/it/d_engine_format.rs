@@ -136,11 +136,11 @@ fn check_fixture(name: &str) {
         Some(LogId { term: 1, index: 5 })
     );
     let hs = meta.load_hard_state().expect("load").expect("saved");
+    assert_eq!((hs.current_term, hs.voted_for), (2, hard_state().voted_for));
     assert_eq!(
-        (hs.current_term, hs.voted_for),
-        (2, hard_state().voted_for)
+        block_on(log.entry(7)).expect("entry"),
+        Some(shaped_entry(7, 1))
     );
-    assert_eq!(block_on(log.entry(7)).expect("entry"), Some(shaped_entry(7, 1)));
     // Old and new entries side by side.
     block_on(async {
         let es = (31..=40).map(|i| shaped_entry(i, 2)).collect();

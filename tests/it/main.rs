@@ -19,6 +19,8 @@ mod crash_util;
 mod d_engine;
 #[cfg(feature = "d-engine")]
 mod d_engine_format;
+#[cfg(feature = "d-engine")]
+mod d_engine_reads;
 mod faults;
 mod fixtures;
 mod fuzz_corpus;
