@@ -3,7 +3,10 @@
 //! it back exactly through d-engine's traits.
 //!
 //! - `d-engine-entries-v1/`: entries as their whole prost `Entry` message (the encoding up to
-//!   and including commit 664bb38), written by `write_d_engine_entries_fixture` at that commit.
+//!   and including commit 664bb38), written by `write_d_engine_entries_fixture` at that code.
+//! - `d-engine-entries-v2/`: a tag byte and the entry's body (issue #13), written by
+//!   `write_d_engine_entries_fixture` as it is now. A new encoding renames the directory it
+//!   writes and keeps the older fixtures.
 
 use std::path::{Path, PathBuf};
 
@@ -117,7 +120,7 @@ fn written() -> Vec<Entry> {
 #[test]
 #[ignore = "writes an entries fixture with the current code; run by hand only for a new encoding"]
 fn write_d_engine_entries_fixture() {
-    let dir = fixture("d-engine-entries-v1");
+    let dir = fixture("d-engine-entries-v2");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
     write_entries(&dir);
@@ -159,4 +162,9 @@ fn check_fixture(name: &str) {
 #[test]
 fn d_engine_entries_v1_fixture_reads_back() {
     check_fixture("d-engine-entries-v1");
+}
+
+#[test]
+fn d_engine_entries_v2_fixture_reads_back() {
+    check_fixture("d-engine-entries-v2");
 }
