@@ -11,7 +11,7 @@ use chunkwal::Config;
 use d_engine::common::{entry_payload::Payload, Entry, EntryPayload, LogId};
 use d_engine::{EmbeddedEngine, FileStateMachine, LogStore, MetaStore, StorageEngine};
 
-fn combos() -> [(&'static str, AdapterOptions); 4] {
+pub(crate) fn combos() -> [(&'static str, AdapterOptions); 4] {
     let batch = FlushPolicy::Batch {
         threshold: 8,
         interval: Duration::from_millis(1),

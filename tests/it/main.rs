@@ -16,6 +16,10 @@ mod crash_record;
 mod crash_util;
 #[cfg(feature = "d-engine")]
 mod d_engine;
+#[cfg(feature = "d-engine")]
+mod d_engine_format;
+#[cfg(feature = "d-engine")]
+mod d_engine_reads;
 mod faults;
 mod fixtures;
 mod fuzz_corpus;

@@ -1,39 +1,12 @@
-//! Conversions between d-engine's types and chunkwal's: prost `Entry` ⇄ `(LogId, Bytes)`,
-//! `HardState` ⇄ vote bytes, `AdapterError` → d-engine `Error`.
+//! Conversions between d-engine's types and chunkwal's: `HardState` ⇄ vote bytes,
+//! `AdapterError` → d-engine `Error` (entries: see `entry`).
 
-use bytes::Bytes;
-use d_engine::common::Entry;
 use d_engine::{HardState, StorageError};
-use prost::Message;
 
 use crate::adapter::AdapterError;
-use crate::LogId;
 
 /// Encoded length of a d-engine hard state.
 pub const D_HARD_STATE_LEN: usize = 22;
-
-/// A prost `Entry` as a log entry: its id, and the whole message as the payload.
-pub(crate) fn entry_to_log(e: &Entry) -> (LogId, Bytes) {
-    (LogId::new(e.term, e.index), Bytes::from(e.encode_to_vec()))
-}
-
-/// Decode a log entry back to a prost `Entry`; the stored message must carry the same id.
-pub(crate) fn log_to_entry((id, payload): (LogId, Bytes)) -> Result<Entry, d_engine::Error> {
-    let corrupt = |what: String| -> d_engine::Error {
-        StorageError::DataCorruption {
-            location: format!("chunkwal entry {id}: {what}"),
-        }
-        .into()
-    };
-    let e = Entry::decode(payload).map_err(|err| corrupt(err.to_string()))?;
-    if e.index != id.index || e.term != id.term {
-        return Err(corrupt(format!(
-            "payload holds entry {}-{}",
-            e.term, e.index
-        )));
-    }
-    Ok(e)
-}
 
 /// `current_term` (u64 LE) | tag (u8: 0 no vote, 1 vote) | `voted_for_id` (u32 LE) |
 /// `voted_for_term` (u64 LE) | `committed` (u8). Fields of an absent vote are zero.
@@ -122,18 +95,5 @@ mod tests {
         b[21] = 2;
         assert!(decode_hard_state(&b).is_err());
         assert!(decode_hard_state(&b[..21]).is_err());
-    }
-
-    #[test]
-    fn entry_round_trip_and_mismatch() {
-        let e = Entry {
-            index: 3,
-            term: 2,
-            payload: None,
-        };
-        let (id, p) = entry_to_log(&e);
-        assert_eq!(log_to_entry((id, p.clone())).expect("decode"), e);
-        assert!(log_to_entry((LogId::new(2, 4), p)).is_err());
-        assert!(log_to_entry((id, Bytes::from_static(&[0xff, 0xff]))).is_err());
     }
 }

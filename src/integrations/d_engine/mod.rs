@@ -2,6 +2,7 @@
 
 mod codec;
 mod engine;
+mod entry;
 mod stores;
 
 pub use codec::{decode_hard_state, encode_hard_state, D_HARD_STATE_LEN};

@@ -8,11 +8,14 @@ use bytes::Bytes;
 use d_engine::common::{Entry, LogId as DLogId};
 use d_engine::{Error, HardState};
 
-use super::codec::{decode_hard_state, encode_hard_state, entry_to_log, log_to_entry, to_d_error};
+use super::codec::{decode_hard_state, encode_hard_state, to_d_error};
+use super::entry::{entries_to_log, log_to_entries, log_to_entry};
 use crate::adapter::LogStore as Adapter;
 use crate::LogId;
 
-/// d-engine `LogStore` over chunkwal. Entries are stored as their prost encoding.
+/// d-engine `LogStore` over chunkwal. Entries are stored under their `LogId` with a tagged
+/// body that decodes by slicing (see `docs/durability.md`, d-engine); logs written with the
+/// earlier whole-prost encoding still read.
 #[derive(Debug, Clone)]
 pub struct ChunkwalLogStore {
     pub(crate) store: Arc<Adapter>,
@@ -32,27 +35,24 @@ impl ChunkwalLogStore {
     }
 }
 
-fn decode_all(entries: Vec<(LogId, Bytes)>) -> Result<Vec<Entry>, Error> {
-    entries.into_iter().map(log_to_entry).collect()
-}
-
 #[async_trait]
 impl d_engine::LogStore for ChunkwalLogStore {
     async fn persist_entries(&self, entries: Vec<Entry>) -> Result<(), Error> {
-        let entries = entries.iter().map(entry_to_log).collect();
         self.store
-            .persist_entries(entries)
+            .persist_entries(entries_to_log(&entries))
             .await
             .map_err(to_d_error)
     }
 
     async fn entry(&self, index: u64) -> Result<Option<Entry>, Error> {
         let e = self.store.entry(index).await.map_err(to_d_error)?;
-        e.map(log_to_entry).transpose()
+        Ok(e.map(log_to_entry).transpose()?)
     }
 
     fn get_entries(&self, range: RangeInclusive<u64>) -> Result<Vec<Entry>, Error> {
-        decode_all(self.store.get_entries(range).map_err(to_d_error)?)
+        Ok(log_to_entries(
+            self.store.get_entries(range).map_err(to_d_error)?,
+        )?)
     }
 
     async fn purge(&self, cutoff_index: DLogId) -> Result<(), Error> {
@@ -69,9 +69,8 @@ impl d_engine::LogStore for ChunkwalLogStore {
     }
 
     async fn replace_range(&self, from_index: u64, new_entries: Vec<Entry>) -> Result<(), Error> {
-        let entries = new_entries.iter().map(entry_to_log).collect();
         self.store
-            .replace_range(from_index, entries)
+            .replace_range(from_index, entries_to_log(&new_entries))
             .await
             .map_err(to_d_error)
     }
