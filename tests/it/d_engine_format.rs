@@ -124,7 +124,7 @@ fn write_d_engine_entries_fixture() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
     write_entries(&dir);
-    let _ = std::fs::remove_file(dir.join(chunkwal::LOCK_FILE));
+    let _ = std::fs::remove_file(dir.join(chunkwal::inspect::LOCK_FILE));
 }
 
 /// Open a fixture, read it back, then write, truncate and rewrite on top of it.
