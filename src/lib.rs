@@ -66,6 +66,12 @@ pub mod integrations;
 mod observe;
 mod types;
 
+/// The README's Rust examples, compiled as doctests (`cargo test --doc`), so the README
+/// cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(feature = "testing")]
 pub use crate::chunk::{scan_chunk, FsEvent, FsObserver, Scanned};
 pub use crate::config::{Config, RecoveryMode, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};

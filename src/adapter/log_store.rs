@@ -142,21 +142,54 @@ impl LogStore {
 
     /// The held entries within `range` (inclusive): a range partly or wholly outside the
     /// log yields only what the log holds, possibly nothing (d-engine's convention; the
-    /// core's [`Wal::read`] fails instead).
+    /// core's [`Wal::read`] fails instead). See [`LogStore::visit_entries`] for what a
+    /// concurrent truncate or purge does.
     pub fn get_entries(&self, range: RangeInclusive<u64>) -> Result<Vec<(LogId, Bytes)>> {
+        let mut out = Vec::new();
+        self.visit_entries(range, |left, e| {
+            out.reserve(left);
+            out.push(e);
+        })?;
+        Ok(out)
+    }
+
+    /// Visit the held entries within `range` (inclusive) in index order, without
+    /// collecting them: `visit(left, entry)` gets, with each entry, how many entries of the
+    /// clamped range are left to visit, this one included (a capacity hint).
+    ///
+    /// The range is clamped to what the log holds. If a purge or truncate races the clamp
+    /// before anything was visited, the bounds are read again. If one removes entries while
+    /// the visit runs, the visit ends at the first removed entry: what was visited is a
+    /// prefix of the range as the log held it, never a gap.
+    pub fn visit_entries(
+        &self,
+        range: RangeInclusive<u64>,
+        mut visit: impl FnMut(usize, (LogId, Bytes)),
+    ) -> Result<()> {
         let wal = &self.inner.wal;
         let mut attempts = 0;
         loop {
             let (Some(first), Some(last)) = (wal.first_index(), wal.last_index()) else {
-                return Ok(Vec::new());
+                return Ok(());
             };
             let from = (*range.start()).max(first);
             let through = (*range.end()).min(last);
-            match wal.read(from..=through) {
-                // A purge or truncate raced the bounds: look again.
-                Err(Error::OutOfRange { .. }) if attempts < 3 => attempts += 1,
-                r => return Ok(r?),
+            if from > through {
+                return Ok(());
             }
+            let span = usize::try_from(through - from + 1).unwrap_or(usize::MAX);
+            let mut visited = 0;
+            let complete = wal.reader().visit_span(from, through, |e| {
+                visit(span - visited, e);
+                visited += 1;
+                true
+            })?;
+            // Stopped before anything was visited: the bounds moved under the clamp (a
+            // purge or truncate); look again.
+            if complete || visited > 0 || attempts >= 8 {
+                return Ok(());
+            }
+            attempts += 1;
         }
     }
 

@@ -182,41 +182,79 @@ impl Reader {
         let Some((from, through)) = resolve(range, self.held())? else {
             return Ok(Vec::new());
         };
-        let index = &self.shared.index;
         // Room for the entries that exist, not for the range asked for; a bounded read
         // starts small and grows.
-        let mut cap = (through - from).min(index.len() as u64).saturating_add(1);
+        let mut cap = (through - from)
+            .min(self.shared.index.len() as u64)
+            .saturating_add(1);
         if max_bytes != u64::MAX {
             cap = cap.min(256);
         }
         let mut out = Vec::with_capacity(cap as usize);
-        let mut cur = Cursor::default();
-        let mut expect = Some(from);
-        let mut bytes = 0u64;
-        let r = index.visit(from, through, |i, loc| {
-            if expect != Some(i) {
-                return Err(Halt::Gap);
+        let (mut bytes, mut full) = (0u64, false);
+        let complete = self.walk(from, through, |e| {
+            bytes = bytes.saturating_add(e.1.len() as u64);
+            full = bytes > max_bytes && !out.is_empty();
+            if !full {
+                out.push(e);
             }
-            let p = self.payload(i, loc, &mut cur)?.ok_or(Halt::Gap)?;
-            bytes = bytes.saturating_add(p.len() as u64);
-            if bytes > max_bytes && !out.is_empty() {
-                return Err(Halt::Full);
-            }
-            out.push((LogId::new(loc.term, i), p));
-            expect = i.checked_add(1);
-            Ok(())
-        });
-        let complete = match r {
-            Ok(()) => (out.len() as u64).checked_sub(1) == Some(through - from),
-            Err(Halt::Full) => true,
-            Err(Halt::Gap) => false,
-            Err(Halt::Err(e)) => return Err(e),
-        };
-        if !complete {
+            !full
+        })?;
+        if !complete && !full {
             return Err(out_of_range(from, through, self.held()));
         }
         Counters::bump(&self.shared.counters.read_entries, out.len() as u64);
         Ok(out)
+    }
+
+    /// Visit the entries of `[from, through]` in order, without collecting them, as
+    /// [`Reader::read`] serves them: `Ok(true)` once all were visited, `Ok(false)` if the
+    /// walk stopped early (`sink` returned false, or an entry was missing: removed while
+    /// the walk ran, or never held). What was visited is a prefix of the span.
+    pub(crate) fn visit_span(
+        &self,
+        from: u64,
+        through: u64,
+        sink: impl FnMut((LogId, Bytes)) -> bool,
+    ) -> Result<bool> {
+        Counters::bump(&self.shared.counters.reads, 1);
+        let mut n = 0u64;
+        let mut sink = sink;
+        let r = self.walk(from, through, |e| {
+            n += 1;
+            sink(e)
+        });
+        Counters::bump(&self.shared.counters.read_entries, n);
+        r
+    }
+
+    /// The walk behind `collect` and `visit_span`: `Ok(true)` if every entry of the span
+    /// was handed to `sink`.
+    fn walk(
+        &self,
+        from: u64,
+        through: u64,
+        mut sink: impl FnMut((LogId, Bytes)) -> bool,
+    ) -> Result<bool> {
+        let mut cur = Cursor::default();
+        let mut expect = Some(from);
+        let r = self.shared.index.visit(from, through, |i, loc| {
+            if expect != Some(i) {
+                return Err(Halt::Gap);
+            }
+            let p = self.payload(i, loc, &mut cur)?.ok_or(Halt::Gap)?;
+            if !sink((LogId::new(loc.term, i), p)) {
+                return Err(Halt::Full);
+            }
+            expect = i.checked_add(1);
+            Ok(())
+        });
+        match r {
+            // The index ended before `through`: a gap at the end.
+            Ok(()) => Ok(expect.is_none_or(|e| e > through)),
+            Err(Halt::Full) | Err(Halt::Gap) => Ok(false),
+            Err(Halt::Err(e)) => Err(e),
+        }
     }
 
     /// The payload of entry `index` at `loc`: `None` if its chunk is gone (purged since the

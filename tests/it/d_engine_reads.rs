@@ -102,18 +102,16 @@ fn a_reader_racing_rewrites_sees_only_entries_written_under_their_id() {
     let reader = {
         let (log, stop) = (Arc::clone(&log), Arc::clone(&stop));
         std::thread::spawn(move || {
-            let (mut reads, mut raced) = (0u64, 0u64);
+            let mut reads = 0u64;
             while !stop.load(Ordering::Relaxed) || reads == 0 {
-                // The adapter retries a read that a truncate raced three times, then gives
-                // up with "not in the log"; that is an error, never a wrong entry.
-                let got = match log.get_entries(1..=200) {
-                    Ok(got) => got,
-                    Err(e) if format!("{e:?}").contains("not in the log") => {
-                        raced += 1;
-                        continue;
-                    }
-                    Err(e) => panic!("get: {e:?}"),
-                };
+                // A truncate racing the read ends it early: the result is a prefix of what
+                // the log held, never an error, a gap or a wrong entry.
+                let got = log
+                    .get_entries(1..=200)
+                    .expect("get_entries never fails on a race");
+                if let Some(e) = got.first() {
+                    assert_eq!(e.index, 1, "nothing is purged: a read starts at 1");
+                }
                 for w in got.windows(2) {
                     assert_eq!(w[1].index, w[0].index + 1, "a gap");
                     assert!(w[1].term >= w[0].term, "terms go down");
@@ -123,7 +121,7 @@ fn a_reader_racing_rewrites_sees_only_entries_written_under_their_id() {
                 }
                 reads += 1;
             }
-            (reads, raced)
+            reads
         })
     };
     for round in 2..=200u64 {
@@ -138,7 +136,6 @@ fn a_reader_racing_rewrites_sees_only_entries_written_under_their_id() {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let (reads, raced) = reader.join().expect("reader");
-    assert!(reads > 0, "{raced} raced reads, none whole");
-    eprintln!("racing reader: {reads} whole reads, {raced} gave up on a race");
+    let reads = reader.join().expect("reader");
+    assert!(reads > 0, "no read completed");
 }

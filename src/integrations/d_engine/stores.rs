@@ -9,7 +9,7 @@ use d_engine::common::{Entry, LogId as DLogId};
 use d_engine::{Error, HardState};
 
 use super::codec::{decode_hard_state, encode_hard_state, to_d_error};
-use super::entry::{entries_to_log, log_to_entries, log_to_entry};
+use super::entry::{decode_stored, entries_to_log, log_to_entry};
 use crate::adapter::LogStore as Adapter;
 use crate::LogId;
 
@@ -50,9 +50,28 @@ impl d_engine::LogStore for ChunkwalLogStore {
     }
 
     fn get_entries(&self, range: RangeInclusive<u64>) -> Result<Vec<Entry>, Error> {
-        Ok(log_to_entries(
-            self.store.get_entries(range).map_err(to_d_error)?,
-        )?)
+        // Decoded straight from the log's iterator into one vector: no intermediate
+        // vector of stored entries.
+        let mut out = Vec::new();
+        let mut bad = None;
+        self.store
+            .visit_entries(range, |left, stored| {
+                if bad.is_some() {
+                    return;
+                }
+                match decode_stored(stored) {
+                    Ok(e) => {
+                        out.reserve(left);
+                        out.push(e);
+                    }
+                    Err(e) => bad = Some(e),
+                }
+            })
+            .map_err(to_d_error)?;
+        match bad {
+            Some(e) => Err(e.into()),
+            None => Ok(out),
+        }
     }
 
     async fn purge(&self, cutoff_index: DLogId) -> Result<(), Error> {
