@@ -19,7 +19,7 @@ use super::policy::{AdapterOptions, FlushPolicy, PersistenceStrategy};
 use super::timer::Timer;
 use crate::flush::oneshot::Receiver;
 use crate::format::encoded_len;
-use crate::{Config, Error, LogId, LogState, Reader, Wal};
+use crate::{Config, LogId, LogState, Reader, Wal};
 
 type Result<T, E = AdapterError> = std::result::Result<T, E>;
 
