@@ -3,7 +3,7 @@
 //! `MAX_CHUNK_SEQ`, and read ranges far past the end. Open must answer promptly with a
 //! structured error naming the culprit, and change no file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use chunkwal::{CorruptionKind, Error, RecoveryMode, Wal, MAX_CHUNK_SEQ, MAX_CHUN
 
 use crate::common::*;
 use crate::crash_util::{snapshot, spawn_self};
+use crate::hostile_entries::{make_entry, sealed_newest_log, unblock, Kind};
 
 /// Longest any of these calls may take before the test calls it a hang.
 const PROMPT: Duration = Duration::from_secs(10);
@@ -33,78 +34,6 @@ fn open_err(dir: &Path, mode: RecoveryMode) -> Option<Result<(), Error>> {
     within_timeout(move || Wal::open(cfg).map(|w| w.close().unwrap()))
 }
 
-/// A closed log of at least three chunks whose newest chunk file was then removed, so that
-/// its newest chunk is sealed: open then also looks for a pending `.chunk.tmp` to adopt.
-/// Returns the directory and the next chunk sequence number.
-fn sealed_newest_log() -> (tempfile::TempDir, u64) {
-    let d = tempfile::tempdir().unwrap();
-    let wal = open(d.path());
-    let mut i = 1;
-    while wal.stat().chunks.len() < 3 {
-        wal.append(entries(i, i + 10, 1, 500)).unwrap();
-        i += 10;
-    }
-    wal.flush_blocking().unwrap();
-    let newest = wal.stat().chunks.last().unwrap().seq;
-    wal.close().unwrap();
-    std::fs::remove_file(d.path().join(chunk_file_name(newest))).unwrap();
-    (d, newest)
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Fifo,
-    Socket,
-    Dir,
-    SymlinkToFifo,
-}
-
-/// Put a `kind` entry at `path`; a symlink's FIFO goes into `aside`. Returns the FIFO a
-/// blocked open waits on, if any.
-fn make_entry(kind: Kind, path: &Path, aside: &Path) -> Option<PathBuf> {
-    // The POSIX utility: rustix has no `mkfifoat` on macOS.
-    let fifo = |p: &Path| {
-        let st = std::process::Command::new("mkfifo")
-            .arg(p)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mkfifo {}: {st}", p.display());
-    };
-    match kind {
-        Kind::Fifo => {
-            fifo(path);
-            Some(path.to_path_buf())
-        }
-        Kind::Socket => {
-            // The socket file stays when the listener is dropped.
-            drop(std::os::unix::net::UnixListener::bind(path).unwrap());
-            None
-        }
-        Kind::Dir => {
-            std::fs::create_dir(path).unwrap();
-            None
-        }
-        Kind::SymlinkToFifo => {
-            let target = aside.join("fifo");
-            fifo(&target);
-            std::os::unix::fs::symlink(&target, path).unwrap();
-            Some(target)
-        }
-    }
-}
-
-/// Let a thread blocked opening `fifo` for reading go on (so a failed test does not leave
-/// it blocked): a non-blocking open for writing succeeds once a reader waits.
-fn unblock(fifo: Option<&PathBuf>) {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(f) = fifo {
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(f);
-    }
-}
-
 fn is_not_regular(r: &Result<(), Error>, path: &Path) -> bool {
     matches!(r, Err(Error::NotARegularFile { path: p }) if p == path)
 }
@@ -113,8 +42,7 @@ fn is_not_regular(r: &Result<(), Error>, path: &Path) -> bool {
 /// open (both modes) and `inspect_dir` answer promptly, name the entry, change nothing.
 #[test]
 fn non_regular_chunk_entries_are_refused_promptly() {
-    let kinds = [Kind::Fifo, Kind::Socket, Kind::Dir, Kind::SymlinkToFifo];
-    for kind in kinds {
+    for kind in Kind::ALL {
         for tmp in [false, true] {
             let (d, seq) = sealed_newest_log();
             let aside = tempfile::tempdir().unwrap();

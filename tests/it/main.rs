@@ -25,6 +25,7 @@ mod fixtures;
 mod fuzz_corpus;
 mod history;
 mod hostile;
+mod hostile_entries;
 mod in_flight;
 mod in_flight_adapter;
 #[cfg(feature = "openraft")]

@@ -3,4 +3,6 @@
 mod cli;
 mod common;
 mod hostile;
+#[path = "../../../tests/it/hostile_entries.rs"]
+mod hostile_entries;
 mod live;
