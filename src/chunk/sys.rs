@@ -145,16 +145,7 @@ mod tests {
     use super::*;
 
     fn scratch() -> (tempfile::TempDir, std::path::PathBuf, File) {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("c");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
-        (d, path, f)
+        super::super::tests::scratch_file(0)
     }
 
     #[test]

@@ -156,7 +156,7 @@ fn last_nonzero_finds_the_last_set_byte_anywhere() {
 
 /// A read-write file of `len` bytes in a new temporary directory (kept alive by the first
 /// value).
-fn scratch_file(len: u64) -> (tempfile::TempDir, std::path::PathBuf, std::fs::File) {
+pub(super) fn scratch_file(len: u64) -> (tempfile::TempDir, std::path::PathBuf, std::fs::File) {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("c");
     let f = std::fs::OpenOptions::new()

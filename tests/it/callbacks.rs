@@ -3,14 +3,14 @@
 //! poison); the poison error keeps its source.
 
 use std::io;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chunkwal::{Config, Error, Wal};
 
 use crate::common::{cfg, entries};
+use crate::faults::failing_hook;
 
 /// Wait until `cond` holds; fail (instead of hanging) if it never does.
 fn eventually(what: &str, cond: impl Fn() -> bool) {
@@ -140,20 +140,6 @@ fn a_ticket_is_awaited_under_tokio() {
         }
     });
     assert_eq!(wal.durable_index(), Some(12));
-}
-
-/// A sync hook that fails with EIO once armed.
-fn failing_hook() -> (Arc<AtomicBool>, chunkwal::SyncHook) {
-    let armed = Arc::new(AtomicBool::new(false));
-    let a = Arc::clone(&armed);
-    let hook: chunkwal::SyncHook = Arc::new(move |_p: &Path| {
-        if a.load(Ordering::SeqCst) {
-            Err(io::Error::from_raw_os_error(5))
-        } else {
-            Ok(())
-        }
-    });
-    (armed, hook)
 }
 
 /// The poison's parts: op, path, source.

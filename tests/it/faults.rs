@@ -132,7 +132,7 @@ fn full_disk_fails_the_append_that_needs_a_chunk_and_loses_nothing() {
 }
 
 /// A sync hook that fails with EIO once armed.
-fn failing_hook() -> (Arc<AtomicBool>, chunkwal::SyncHook) {
+pub(crate) fn failing_hook() -> (Arc<AtomicBool>, chunkwal::SyncHook) {
     let armed = Arc::new(AtomicBool::new(false));
     let a = Arc::clone(&armed);
     let hook: chunkwal::SyncHook = Arc::new(move |_p: &Path| {
