@@ -194,7 +194,7 @@ pub fn write_format_fixture(version: u32, name: &str) {
 
 /// Check that `wal` holds exactly `first..=last`, the entry at `i` being `id(i)` with its
 /// [`standard_payload`]: one whole read, reads of 37 entries at every 29th index, and one
-/// read across each of `boundaries`.
+/// read across each chunk boundary in `bounds` (see [`chunk_boundaries`]).
 pub fn check_entries(wal: &Wal, first: u64, last: u64, id: &dyn Fn(u64) -> LogId, bounds: &[u64]) {
     let check = |got: Vec<(LogId, Bytes)>, from: u64, to: u64| {
         assert_eq!(got.len() as u64, to - from + 1, "entries {from}..={to}");
@@ -209,6 +209,10 @@ pub fn check_entries(wal: &Wal, first: u64, last: u64, id: &dyn Fn(u64) -> LogId
             );
         }
     };
+    assert_eq!(
+        (wal.first_index(), wal.last_index()),
+        (Some(first), Some(last))
+    );
     check(wal.read(..).unwrap(), first, last);
     for from in (first..=last).step_by(29) {
         let to = (from + 36).min(last);
@@ -226,7 +230,7 @@ pub fn check_entries(wal: &Wal, first: u64, last: u64, id: &dyn Fn(u64) -> LogId
     ));
 }
 
-/// The ids of the standard content, then `more`'s entries on top (see [`write_on_top`]).
+/// The ids of the standard content with [`write_on_top`]'s entries on top.
 fn id_after_writes(index: u64) -> LogId {
     match index {
         ..=STANDARD_LAST => LogId::new(standard_term(index), index),
@@ -292,26 +296,7 @@ pub fn check_standard_dir(dir: &Path, version: u32) {
         purged: Some(LogId::new(2, purge)),
         user_data: standard_state().user_data,
     };
-    let newest_old = old.last().unwrap().0;
-    let now = chunk_versions(dir);
-    for &(seq, v) in &now {
-        if seq <= newest_old {
-            assert!(
-                old.contains(&(seq, v)),
-                "chunk {seq} was v{version}, is v{v}"
-            );
-        } else {
-            assert_eq!(v, FORMAT_VERSION, "new chunk {seq}");
-        }
-    }
-    assert!(
-        now.iter().filter(|c| c.0 > newest_old).count() >= 2,
-        "{now:?}"
-    );
-    assert!(
-        now.iter().all(|c| c.0 != old[0].0),
-        "purged chunk stays: {now:?}"
-    );
+    check_versions_after_writes(&old, &chunk_versions(dir));
     let bounds = chunk_boundaries(dir);
     for mode in modes {
         let wal = Wal::open(Config::new(dir).chunk_size(SMALL_CHUNK).recovery_mode(mode))
@@ -320,6 +305,25 @@ pub fn check_standard_dir(dir: &Path, version: u32) {
         check_entries(&wal, purge + 1, 640, &id_after_writes, &bounds);
         wal.close().unwrap();
     }
+}
+
+/// `old` chunks (`(seq, version)`) that are still there kept their version; the oldest went
+/// (purged); at least two new ones came, in the current version.
+fn check_versions_after_writes(old: &[(u64, u32)], now: &[(u64, u32)]) {
+    let newest_old = old.last().unwrap().0;
+    for &(seq, v) in now {
+        if seq <= newest_old {
+            assert!(old.contains(&(seq, v)), "chunk {seq}: {old:?} -> {now:?}");
+        } else {
+            assert_eq!(v, FORMAT_VERSION, "new chunk {seq}");
+        }
+    }
+    let new = now.iter().filter(|c| c.0 > newest_old).count();
+    assert!(new >= 2, "{old:?} -> {now:?}");
+    assert!(
+        now.iter().all(|c| c.0 != old[0].0),
+        "purged chunk stays: {now:?}"
+    );
 }
 
 #[test]
