@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use chunkwal::format::FORMAT_VERSION;
 use chunkwal::inspect::{inspect_dir, OwnedRecord};
-use chunkwal::{Config, Error, LogId, LogState, RecoveryMode, Wal};
+use chunkwal::{Config, Error, LogId, LogState, RecoveryMode, VerifyOnOpen, Wal};
 
 use crate::common::{payload, SMALL_CHUNK};
 
@@ -263,21 +263,30 @@ pub fn check_format_fixture(name: &str, version: u32) {
     check_standard_dir(d.path(), version);
 }
 
-/// Open `dir` (standard content, chunks in format `version`) by default and in
-/// `RecoveryMode::Strict`, check it all, write on top, and check again after a reopen: the
+/// Open `dir` (standard content, chunks in format `version`) by default and in every
+/// `RecoveryMode` × `VerifyOnOpen`, check it all, write on top, and check again after a reopen: the
 /// old chunks keep their version and the new ones have the current one.
 pub fn check_standard_dir(dir: &Path, version: u32) {
     let name = dir.display();
+    // The default, then each recovery mode with each verification mode.
+    let modes = || {
+        let c = || Config::new(dir).chunk_size(SMALL_CHUNK);
+        let mut v = vec![c()];
+        for r in [RecoveryMode::TolerateTornTail, RecoveryMode::Strict] {
+            for f in [VerifyOnOpen::Full, VerifyOnOpen::Lazy] {
+                v.push(c().recovery_mode(r).verify_on_open(f));
+            }
+        }
+        v
+    };
     let old = chunk_versions(dir);
     assert!(old.len() >= 4, "{name}: {old:?}");
     assert!(old.iter().all(|&(_, v)| v == version), "{name}: {old:?}");
     let bounds = chunk_boundaries(dir);
     assert!(bounds.len() + 1 >= old.len(), "{bounds:?}");
     let id = |i| LogId::new(standard_term(i), i);
-    let modes = [RecoveryMode::TolerateTornTail, RecoveryMode::Strict];
-    for mode in modes {
-        let wal = Wal::open(Config::new(dir).chunk_size(SMALL_CHUNK).recovery_mode(mode))
-            .unwrap_or_else(|e| panic!("open {name} ({mode:?}): {e}"));
+    for mode in modes() {
+        let wal = Wal::open(mode.clone()).unwrap_or_else(|e| panic!("open {name} ({mode:?}): {e}"));
         assert_eq!(wal.log_state(), standard_state(), "{mode:?}");
         check_entries(&wal, STANDARD_FIRST, STANDARD_LAST, &id, &bounds);
         wal.close().unwrap();
@@ -298,9 +307,9 @@ pub fn check_standard_dir(dir: &Path, version: u32) {
     };
     check_versions_after_writes(&old, &chunk_versions(dir));
     let bounds = chunk_boundaries(dir);
-    for mode in modes {
-        let wal = Wal::open(Config::new(dir).chunk_size(SMALL_CHUNK).recovery_mode(mode))
-            .unwrap_or_else(|e| panic!("reopen {name} ({mode:?}): {e}"));
+    for mode in modes() {
+        let wal =
+            Wal::open(mode.clone()).unwrap_or_else(|e| panic!("reopen {name} ({mode:?}): {e}"));
         assert_eq!(wal.log_state(), after, "{mode:?}");
         check_entries(&wal, purge + 1, 640, &id_after_writes, &bounds);
         wal.close().unwrap();
