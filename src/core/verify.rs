@@ -26,7 +26,7 @@ const STOP_CHECK_EVERY: u64 = 1024;
 /// Where the background verification of sealed chunks stands
 /// ([`crate::Wal::verification`]).
 ///
-/// A [`VerifyOnOpen::Lazy`](crate::Config) open that replays a sealed chunk from its seal-time
+/// A [`VerifyOnOpen::Lazy`](crate::VerifyOnOpen::Lazy) open that replays a sealed chunk from its seal-time
 /// index, without checking its records, hands that chunk to a background thread, which
 /// CRC-checks every record of it, oldest chunk first. A log whose open checked everything
 /// has nothing to verify: `chunks_total` is 0 and `done` is true from the start.

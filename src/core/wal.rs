@@ -71,10 +71,9 @@ impl Wal {
             recovery = o.recovery,
             "chunkwal log opened"
         );
-        // Sealed chunks open did not check (none yet: every chunk is scanned).
-        drop(o.unverified);
         let reader = Reader::new(Arc::clone(&o.writer.shared));
-        let verifier = Background::start(&o.writer.shared, Vec::new());
+        // The sealed chunks open did not check (a lazy open) are checked in the background.
+        let verifier = Background::start(&o.writer.shared, o.unverified);
         Ok(Wal {
             writer: Mutex::new(o.writer),
             reader,
@@ -506,7 +505,7 @@ impl Wal {
     /// Where the background verification of the sealed chunks open did not check stands:
     /// chunks and bytes checked, whether it is done, and the first corruption it found.
     ///
-    /// A [`VerifyOnOpen::Lazy`](crate::Config) open replays sealed chunks from their
+    /// A [`VerifyOnOpen::Lazy`](crate::VerifyOnOpen::Lazy) open replays sealed chunks from their
     /// seal-time index and leaves their records to a background thread (`chunkwal-verify-bg`),
     /// which checks them oldest first, at low priority, and stops when the log closes.
     /// Corruption it finds does not poison the log (reads of the damaged records fail with
