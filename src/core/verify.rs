@@ -302,10 +302,14 @@ impl Run {
                 thread: None,
             };
         }
+        // Held weakly: a chunk purged before its turn is unmapped (and its file recycled) as
+        // if the verifier did not exist.
+        let queue: VecDeque<Weak<Chunk>> = chunks.iter().map(Arc::downgrade).collect();
+        drop(chunks);
         let (p, weak) = (Arc::clone(&progress), Arc::downgrade(shared));
         let spawned = std::thread::Builder::new()
             .name("chunkwal-verify-bg".into())
-            .spawn(move || run(&p, &weak, chunks.into()));
+            .spawn(move || run(&p, &weak, queue));
         let thread = match spawned {
             Ok(t) => Some(t),
             Err(e) => {
@@ -322,7 +326,7 @@ impl Run {
 }
 
 /// The background thread: check each chunk, oldest first, yielding between chunks.
-fn run(p: &Progress, shared: &Weak<Shared>, mut chunks: VecDeque<Arc<Chunk>>) {
+fn run(p: &Progress, shared: &Weak<Shared>, mut chunks: VecDeque<Weak<Chunk>>) {
     let _span = tracing::debug_span!("chunkwal_verify_bg", chunks = chunks.len()).entered();
     while let Some(c) = chunks.pop_front() {
         if p.stopped() {
@@ -330,12 +334,13 @@ fn run(p: &Progress, shared: &Weak<Shared>, mut chunks: VecDeque<Arc<Chunk>>) {
         }
         // The log is gone (every handle dropped): nothing left to verify for.
         let Some(s) = shared.upgrade() else { return };
-        let purged = !live(&s, &c);
+        // Held from here until it is checked: a purge meanwhile leaves it mapped.
+        let c = c.upgrade().filter(|c| live(&s, c));
         drop(s);
-        if purged {
+        let Some(c) = c else {
             p.skipped.fetch_add(1, Ordering::AcqRel);
             continue;
-        }
+        };
         match check_chunk(&c, false, &|| p.stopped()) {
             Ok(Checked::Stopped) => return,
             Ok(Checked::Intact { bytes, .. }) => {

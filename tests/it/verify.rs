@@ -164,7 +164,8 @@ fn verify_passes_a_good_log_and_reports_each_chunk() {
 }
 
 /// `verify` takes no lock: the progress callback appends (rotating into new chunks) and
-/// purges chunks the check has not reached yet, on the verifying thread itself. Purged
+/// purges chunks the check has not reached yet, on the verifying thread itself (a writer
+/// lock held by `verify` would deadlock here). Purged
 /// chunks are skipped; chunks created meanwhile are not checked.
 #[test]
 fn verify_lets_writes_and_purges_go_on() {
@@ -284,5 +285,27 @@ fn close_and_drop_do_not_wait_for_a_background_verification() {
     }
     let wal = Wal::open(lazy(d.path())).unwrap();
     assert_holds(&wal, 1, 40_001, 1, LEN);
+    wal.close().unwrap();
+}
+
+/// A purge while the background verifier runs: the chunks it removed are skipped or were
+/// checked before, never reported as damage, and the purge recycles them as usual.
+#[test]
+fn background_verifier_skips_chunks_purged_meanwhile() {
+    let d = tempfile::tempdir().unwrap();
+    write_log(d.path(), 3000);
+    let wal = open(d.path());
+    let sealed = wal.stat().chunks.len() - 1;
+    wal.verify_in_background();
+    wal.purge(LogId::new(1, 2000)).unwrap();
+    wal.flush_blocking().unwrap();
+    // New chunks may reuse the purged files.
+    wal.append(entries(3001, 4001, 1, LEN)).unwrap();
+    let s = wait_done(&wal);
+    assert_eq!(s.chunks_total, sealed);
+    assert_eq!(s.chunks_checked + s.chunks_skipped, sealed, "{s:?}");
+    assert!(s.corruption.is_none(), "{s:?}");
+    assert_holds(&wal, 2001, 4001, 1, LEN);
+    wal.verify(|_| {}).unwrap();
     wal.close().unwrap();
 }
