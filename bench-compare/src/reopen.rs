@@ -38,8 +38,13 @@ use crate::Args;
 type Mode = fn(chunkwal::Config) -> chunkwal::Config;
 
 /// chunkwal's open modes, by engine name. A new mode is one line here; every mode opens the
-/// same log (built with the defaults).
-pub const CHUNKWAL_MODES: &[(&str, Mode)] = &[("chunkwal", |c| c)];
+/// same log (built with the defaults). `chunkwal` is the default (`VerifyOnOpen::Lazy`).
+pub const CHUNKWAL_MODES: &[(&str, Mode)] = &[
+    ("chunkwal", |c| c),
+    ("chunkwal-full", |c| {
+        c.verify_on_open(chunkwal::VerifyOnOpen::Full)
+    }),
+];
 
 /// Peers of the comparison table unless `--reopen-engines` says otherwise. For 10M entries
 /// pass `--reopen-engines chunkwal,raft-engine`: raft-log holds every payload in memory
