@@ -97,3 +97,18 @@ pub fn now() -> Heap {
         peak: PEAK.load(Relaxed),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_a_live_block() {
+        super::start();
+        super::reset_peak();
+        let before = super::now();
+        let v = vec![1u8; 1 << 20];
+        let held = super::now();
+        assert!(held.live - before.live >= 1 << 20, "{before:?} -> {held:?}");
+        assert!(held.peak - before.live >= 1 << 20, "{before:?} -> {held:?}");
+        drop(v);
+    }
+}

@@ -517,3 +517,25 @@ pub fn run(a: &Args) -> io::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_decimal_counts() {
+        let v = parse_sizes("1M:256,2M:64,10k:4k").unwrap();
+        let got: Vec<(usize, usize)> = v.iter().map(|s| (s.entries, s.payload)).collect();
+        assert_eq!(got, [(1_000_000, 256), (2_000_000, 64), (10_000, 4_000)]);
+        assert!(parse_sizes("1M").is_err());
+        assert!(parse_sizes("1M:x").is_err());
+    }
+
+    #[test]
+    fn chunkwal_modes_share_one_log() {
+        for (name, _) in CHUNKWAL_MODES {
+            assert_eq!(log_of(name), "chunkwal");
+        }
+        assert_eq!(log_of("raft-engine"), "raft-engine");
+    }
+}
