@@ -46,3 +46,4 @@ mod reads;
 mod recovery;
 mod recycling;
 mod tracing_events;
+mod verify;

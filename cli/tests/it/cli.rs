@@ -271,6 +271,43 @@ fn verify_names_chunk_and_offset_of_corruption_and_changes_nothing() {
     assert_eq!(std::fs::read(&p).unwrap(), bytes, "repair must not write");
 }
 
+/// A damaged record in a sealed chunk in the middle of the log (which a lazy open replays
+/// from its seal-time index without checking) is found by the offline check too.
+#[test]
+fn verify_json_names_damage_in_a_middle_sealed_chunk() {
+    let d = good_log();
+    let mut target = None;
+    inspect_dir(
+        d.path(),
+        &mut |r| {
+            if r.chunk == 1 && target.is_none() && matches!(r.record, OwnedRecord::Entry { .. }) {
+                target = Some(r.offset);
+            }
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let off = target.expect("an entry in chunk 1");
+    let p = d.path().join(chunk_file_name(1));
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[off as usize + 100] ^= 0x01; // inside the payload
+    std::fs::write(&p, &bytes).unwrap();
+
+    let o = run_in(&["verify", "--json"], d.path());
+    expect_code(&o, 3);
+    let v = json_line(&o);
+    assert_eq!(v["ok"], false);
+    let probs = v["problems"].as_array().unwrap();
+    assert_eq!(probs.len(), 1, "{v}");
+    assert_eq!(probs[0]["kind"], "corruption");
+    assert_eq!(probs[0]["chunk"], 1);
+    assert_eq!(probs[0]["offset"], off);
+    assert!(
+        probs[0]["message"].as_str().unwrap().contains("checksum"),
+        "{v}"
+    );
+}
+
 #[test]
 fn verify_reports_a_torn_tail() {
     let (d, p, off) = torn_log();
