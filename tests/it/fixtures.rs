@@ -264,7 +264,7 @@ pub fn check_format_fixture(name: &str, version: u32) {
 }
 
 /// Open `dir` (standard content, chunks in format `version`) by default and in every
-/// `RecoveryMode` × `VerifyOnOpen`, check it all, write on top, and check again after a reopen: the
+/// `RecoveryMode` × `VerifyOnOpen`, check it all (`Wal::verify` included), write on top, and check again after a reopen: the
 /// old chunks keep their version and the new ones have the current one.
 pub fn check_standard_dir(dir: &Path, version: u32) {
     let name = dir.display();
@@ -289,6 +289,8 @@ pub fn check_standard_dir(dir: &Path, version: u32) {
         let wal = Wal::open(mode.clone()).unwrap_or_else(|e| panic!("open {name} ({mode:?}): {e}"));
         assert_eq!(wal.log_state(), standard_state(), "{mode:?}");
         check_entries(&wal, STANDARD_FIRST, STANDARD_LAST, &id, &bounds);
+        let report = wal.verify(|_| {}).expect("verify");
+        assert_eq!(report.chunks, old.len(), "{mode:?}");
         wal.close().unwrap();
     }
 
@@ -312,6 +314,7 @@ pub fn check_standard_dir(dir: &Path, version: u32) {
             Wal::open(mode.clone()).unwrap_or_else(|e| panic!("reopen {name} ({mode:?}): {e}"));
         assert_eq!(wal.log_state(), after, "{mode:?}");
         check_entries(&wal, purge + 1, 640, &id_after_writes, &bounds);
+        wal.verify(|_| {}).expect("verify after writes");
         wal.close().unwrap();
     }
 }
