@@ -264,8 +264,9 @@ pub fn check_format_fixture(name: &str, version: u32) {
 }
 
 /// Open `dir` (standard content, chunks in format `version`) by default and in every
-/// `RecoveryMode` × `VerifyOnOpen`, check it all (`Wal::verify` included), write on top, and check again after a reopen: the
-/// old chunks keep their version and the new ones have the current one.
+/// `RecoveryMode` × `VerifyOnOpen`, check it all (`Wal::verify` included), write on top,
+/// and check again after a reopen: the old chunks keep their version and the new ones have
+/// the current one.
 pub fn check_standard_dir(dir: &Path, version: u32) {
     let name = dir.display();
     // The default, then each recovery mode with each verification mode.
