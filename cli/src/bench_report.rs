@@ -23,6 +23,14 @@ pub(crate) struct Results<'a> {
     pub pb: u64,
 }
 
+fn rate(n: u64, d: Duration) -> String {
+    format!("{} entries/s", fmt::count(fmt::per_sec(n, d)))
+}
+
+fn mibs(n: u64, d: Duration) -> String {
+    format!("{:.1} MiB/s", fmt::mib_per_sec(n, d))
+}
+
 impl Results<'_> {
     fn durable_entries(&self) -> u64 {
         self.w.nb * self.a.batch as u64
@@ -105,9 +113,29 @@ impl Results<'_> {
             fmt::bytes(a.cache_bytes)
         )?;
         writeln!(out, "directory: {}\n", self.dir.display())?;
-        let rate = |n: u64, d: Duration| format!("{} entries/s", fmt::count(fmt::per_sec(n, d)));
-        let mibs = |n: u64, d: Duration| format!("{:.1} MiB/s", fmt::mib_per_sec(n, d));
         let mut t = Table::new(&["phase", "work", "rate", "throughput", "p50", "p99"]);
+        self.append_rows(&mut t, sync);
+        self.read_rows(&mut t);
+        t.print(out)?;
+        writeln!(
+            out,
+            "\nlog written: {} in {} chunks",
+            fmt::bytes(self.written),
+            self.chunks
+        )?;
+        match &self.mem {
+            Ok((b, n)) => writeln!(
+                out,
+                "index memory: ~{b:.0} B/entry (estimate: anonymous RSS growth while opening \
+                 {n} entries in a fresh process)"
+            ),
+            Err(e) => writeln!(out, "index memory: not measured ({e})"),
+        }
+    }
+
+    /// The append phases' rows.
+    fn append_rows(&mut self, t: &mut Table, sync: &str) {
+        let a = self.a;
         t.row(vec![
             "buffered appends".into(),
             format!("{} entries", a.entries),
@@ -148,6 +176,10 @@ impl Results<'_> {
             fmt::duration(sp50),
             fmt::duration(sp99),
         ]);
+    }
+
+    /// The read phases' rows, and reopen.
+    fn read_rows(&mut self, t: &mut Table) {
         if self.r.warm.0 == 0 {
             t.row(vec!["warm reads (cache hits)".into(), "cache empty".into()]);
         } else {
@@ -178,20 +210,5 @@ impl Results<'_> {
             format!("{} entries", self.reopened_entries),
             fmt::duration(self.reopen),
         ]);
-        t.print(out)?;
-        writeln!(
-            out,
-            "\nlog written: {} in {} chunks",
-            fmt::bytes(self.written),
-            self.chunks
-        )?;
-        match &self.mem {
-            Ok((b, n)) => writeln!(
-                out,
-                "index memory: ~{b:.0} B/entry (estimate: anonymous RSS growth while opening \
-                 {n} entries in a fresh process)"
-            ),
-            Err(e) => writeln!(out, "index memory: not measured ({e})"),
-        }
     }
 }
