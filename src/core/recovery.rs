@@ -17,7 +17,7 @@ use crate::chunk::{
 use crate::config::{Config, RecoveryMode};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::flush::{spawn, DurableState, Poison, SyncOwner, Target};
-use crate::format::{Record, HEADER_LEN};
+use crate::format::HEADER_LEN;
 use crate::index::{EntryIndex, PayloadCache};
 use crate::observe::Metrics;
 use crate::types::LogState;
@@ -262,8 +262,8 @@ pub(crate) fn open(config: Config) -> Result<Opened2> {
                 };
                 // The newest chunk is checked here; sealed ones by the verifier.
                 scan_chunk_checked(bytes, seq, tag, is_last, writer.is_some(), &mut |s| {
-                    if let Record::Entry { id, .. } = s.record {
-                        meta.max_index = Some(meta.max_index.map_or(id.index, |m| m.max(id.index)));
+                    if let Some(i) = s.record.last_entry_index() {
+                        meta.max_index = Some(meta.max_index.map_or(i, |m| m.max(i)));
                     }
                     apply(&mut state, &index, &s.record, seq, s.offset, &mut copy)
                         .map_err(|k| Error::corrupt(seq, s.offset as u64, k))

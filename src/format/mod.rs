@@ -1,11 +1,18 @@
 //! The on-disk byte layout: chunk headers, record frames and record bodies. Pure, no I/O.
 
+mod batch;
 mod body;
 mod header;
 mod record;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "compression")]
+pub use batch::{compress_into, decompress};
+pub use batch::{
+    member_ranges, push_member, BatchHead, BATCH_HEAD_LEN, BATCH_MIN_VERSION, CODEC_LZ4,
+    MEMBER_LEN_BYTES,
+};
 pub use body::{Record, StateImage};
 #[cfg(any(test, feature = "testing"))]
 pub use header::CHUNK_MAGIC;
