@@ -22,6 +22,24 @@ pub enum RecoveryMode {
     Strict,
 }
 
+/// How much of a log open checks before it returns (see `docs/durability.md`, "Verification
+/// at open").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum VerifyOnOpen {
+    /// Open reads every record of every chunk and checks its CRC, as format 1 always did:
+    /// open time grows with the number of records.
+    Full,
+    /// Default. Sealed chunks that end in a valid seal-time index (format 2) are replayed
+    /// from that index alone, and a background thread checks their records afterwards
+    /// ([`crate::Wal::verification`]); the newest chunk and any chunk without a valid index
+    /// are read record by record as in [`VerifyOnOpen::Full`]. Every read still checks the
+    /// CRC and the identity of the record it returns, so a damaged sealed record is a
+    /// [`crate::Error::Corruption`] when read, never wrong data.
+    #[default]
+    Lazy,
+}
+
 /// Whether appended entries are stored compressed. See `docs/tuning.md` (when to turn it
 /// on) and `docs/format.md` (the Batch record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -105,6 +123,8 @@ pub struct Config {
     pub flush_batch_max: usize,
     /// What open does with a damaged log. Default [`RecoveryMode::TolerateTornTail`].
     pub recovery_mode: RecoveryMode,
+    /// How much open checks before it returns. Default [`VerifyOnOpen::Lazy`].
+    pub verify_on_open: VerifyOnOpen,
     /// Create the directory when missing. Default true.
     pub create_if_missing: bool,
     /// Purged chunk files kept as spares and reused for new chunks (recycling), at most.
@@ -150,6 +170,7 @@ impl std::fmt::Debug for Config {
             .field("cache_max_bytes", &self.cache_max_bytes)
             .field("flush_batch_max", &self.flush_batch_max)
             .field("recovery_mode", &self.recovery_mode)
+            .field("verify_on_open", &self.verify_on_open)
             .field("create_if_missing", &self.create_if_missing)
             .field("recycle_chunks", &self.recycle_chunks)
             .field("max_unsynced_bytes", &self.max_unsynced_bytes)
@@ -174,6 +195,7 @@ impl Config {
             cache_max_bytes: 64 << 20,
             flush_batch_max: 1024,
             recovery_mode: RecoveryMode::default(),
+            verify_on_open: VerifyOnOpen::default(),
             create_if_missing: true,
             recycle_chunks: 4,
             max_unsynced_bytes: None,
@@ -249,6 +271,12 @@ impl Config {
     /// Set the slow-sync warning threshold (see [`Config::slow_sync_warn`]; `None`: off).
     pub fn slow_sync_warn(mut self, threshold: Option<Duration>) -> Self {
         self.slow_sync_warn = threshold;
+        self
+    }
+
+    /// Set how much open checks (see [`VerifyOnOpen`]).
+    pub fn verify_on_open(mut self, mode: VerifyOnOpen) -> Self {
+        self.verify_on_open = mode;
         self
     }
 

@@ -9,13 +9,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::file::{chunk_path, new_header, prepare_chunk, sync_dir, tmp_path};
-use super::mmap::Region;
+use super::mmap::{Region, RegionWriter};
 use super::recycle::{free_path, reuse_as, Pool};
 #[cfg(feature = "testing")]
 use crate::config::{SyncHook, SyncRecorder};
 use crate::error::{Error, Result};
 use crate::format::ChunkHeader;
 use crate::observe::Metrics;
+
+/// A chunk prepared by [`Files::create`]: preallocated (or recycled), header synced, mapped
+/// for writing, still under its temporary name (`tmp_path`) until [`Files::install`].
+pub struct PreparedChunk {
+    /// The chunk's sequence number.
+    pub seq: u64,
+    /// Its header, as written.
+    pub header: ChunkHeader,
+    /// The writable mapping, cursor at 0.
+    pub w: RegionWriter,
+}
 
 /// A completed file-system operation on the log directory, as the observer hears of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +195,21 @@ impl Files {
         self.tell(FsEvent::Create { path: &tmp });
         self.tell(FsEvent::SyncFile { path: &tmp });
         Ok((f, h, tmp))
+    }
+
+    /// Create chunk `seq` (see [`Files::prepare`]) and map it for writing: the one way a
+    /// new chunk comes to be, for the writer's spare and for a log's first chunk. A failed
+    /// mapping removes the temporary file.
+    pub fn create(&self, seq: u64, size: u64) -> Result<PreparedChunk> {
+        let (file, header, tmp) = self.prepare(seq, size)?;
+        let path = chunk_path(&self.dir, seq);
+        match Region::map_writable(&file, size as usize, &path) {
+            Ok(w) => Ok(PreparedChunk { seq, header, w }),
+            Err(e) => {
+                let _ = self.remove(&tmp);
+                Err(Error::io("map chunk", &path, e))
+            }
+        }
     }
 
     /// Turn spare `old` into prepared chunk `seq`; `None` (and the spare removed) if it

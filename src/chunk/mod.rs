@@ -16,7 +16,7 @@ pub use file::{
     check_seq, chunk_file_name, chunk_path, is_blank, list_chunk_names, list_chunks, lock_dir,
     sync_dir, tmp_path, LOCK_FILE,
 };
-pub use files::{Files, Hooks, IoCounters};
+pub use files::{Files, Hooks, IoCounters, PreparedChunk};
 #[cfg(feature = "testing")]
 pub use files::{FsEvent, FsObserver};
 pub use handle::{open_existing, open_existing_from, Chunk, Opened};

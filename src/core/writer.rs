@@ -9,13 +9,11 @@ use bytes::Bytes;
 use super::batch::{unit_at, Unit};
 use super::prefault::Prefaulter;
 use super::shared::{apply, check_all, Counters, Shared};
-use crate::chunk::{chunk_path, Chunk, Region, RegionWriter};
+use crate::chunk::{chunk_path, Chunk, PreparedChunk, RegionWriter};
 use crate::config::Config;
 use crate::error::{copy_io, Error, Result};
 use crate::flush::{Callback, DurableState, Job, SyncOwner, Target, WorkerHandle};
-use crate::format::{
-    encoded_len, write_frame, ChunkHeader, Record, StateImage, FLAG_CONTINUES, HEADER_LEN,
-};
+use crate::format::{encoded_len, write_frame, Record, StateImage, FLAG_CONTINUES, HEADER_LEN};
 use crate::types::{LogId, LogState};
 
 /// Bytes kept free at the end of every chunk for its seal record.
@@ -52,7 +50,7 @@ pub(crate) struct Writer {
     pub owner: Arc<SyncOwner>,
     pub worker: WorkerHandle,
     /// The next chunk, prepared ahead (preallocated, header synced, not yet installed).
-    pub spare: Option<Spare>,
+    pub spare: Option<PreparedChunk>,
     /// Reads pages ahead of the cursor on another thread.
     pub prefault: Prefaulter,
     /// Encoded records not yet written: `stage[..staged]` (see [`Writer::stage`]). The
@@ -60,14 +58,6 @@ pub(crate) struct Writer {
     pub stage: Vec<u8>,
     /// Bytes of `stage` in use.
     pub staged: usize,
-}
-
-/// A prepared but not installed chunk. If the writer goes away first, its temporary file is
-/// removed by the next open.
-pub(crate) struct Spare {
-    seq: u64,
-    header: ChunkHeader,
-    w: RegionWriter,
 }
 
 /// Largest payload accepted for a given chunk size.
@@ -474,17 +464,7 @@ impl Writer {
             });
         }
         self.spare = None;
-        let files = self.owner.files();
-        let (file, header, tmp) = files.prepare(seq, self.config.chunk_size)?;
-        let path = chunk_path(files.dir(), seq);
-        let w = match Region::map_writable(&file, self.config.chunk_size as usize, &path) {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = files.remove(&tmp);
-                return Err(Error::io("map chunk", &path, e));
-            }
-        };
-        self.spare = Some(Spare { seq, header, w });
+        self.spare = Some(self.owner.files().create(seq, self.config.chunk_size)?);
         Ok(())
     }
 
@@ -514,7 +494,7 @@ impl Writer {
         if seal_old {
             self.put(&Record::Seal, 0)?;
         }
-        let Spare { header, mut w, .. } = spare;
+        let PreparedChunk { header, mut w, .. } = spare;
         self.owner.rotate(
             self.active.seq,
             self.w.cursor(),

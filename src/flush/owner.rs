@@ -115,6 +115,11 @@ impl SyncOwner {
         &self.poison
     }
 
+    /// The durable point it moves.
+    pub fn durable(&self) -> &Arc<DurableState> {
+        &self.durable
+    }
+
     /// Start tracking chunk `seq`: bytes before `synced_to` are durable already, and
     /// `sealed_at` is its end if nothing more will be written to it.
     pub fn track(

@@ -8,7 +8,7 @@ use crate::error::CorruptionKind;
 /// Magic bytes at the start of every chunk file.
 pub const CHUNK_MAGIC: [u8; 8] = *b"CHUNKWAL";
 /// The format version this build writes (and the newest it reads).
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Size of the chunk header in bytes.
 pub const HEADER_LEN: usize = 64;
 

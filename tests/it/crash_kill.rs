@@ -119,6 +119,9 @@ struct Stats {
     verified: u64,
     strict_refusals: u64,
     killed_after_ack: u64,
+    /// Cycles whose child was killed before it created the log directory (only the first
+    /// can be: the directory stays from then on).
+    unopened: u64,
 }
 
 fn run_cycles(mode: RecoveryMode, tag: &str) -> Stats {
@@ -177,7 +180,10 @@ fn run_cycles(mode: RecoveryMode, tag: &str) -> Stats {
         }
         acked = acked.max(child_max);
         if !log_dir.exists() {
-            continue; // killed before it created anything
+            // Killed before it created anything (a slow start on a loaded machine).
+            assert_eq!(c, 0, "the log directory vanished after cycle 0");
+            st.unopened += 1;
+            continue;
         }
 
         let before = snapshot(&log_dir);
@@ -214,7 +220,11 @@ fn run_cycles(mode: RecoveryMode, tag: &str) -> Stats {
         st.cycles += 1;
     }
     println!("crash_kill {tag}: {st:?}, last acknowledged index {acked:?}");
-    assert_eq!(st.cycles, cycles, "every cycle reopened a log");
+    assert_eq!(
+        st.cycles + st.unopened,
+        cycles,
+        "every cycle reopened a log"
+    );
     assert!(
         st.child_acks > 0,
         "no child ever acknowledged a flush: the test proved nothing"

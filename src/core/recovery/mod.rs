@@ -1,0 +1,7 @@
+//! Open and recovery: list and replay the chunks, repair a torn tail, start the writer.
+
+mod open;
+mod replay;
+mod resume;
+
+pub(crate) use open::open;

@@ -1,0 +1,379 @@
+//! Replay: list the chunk files, then read every chunk, oldest first, into the state and the
+//! entry index, checking the sealed chunks' CRCs on a second thread.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_skiplist::SkipMap;
+
+use super::resume::Tail0;
+use crate::chunk::{
+    chunk_path, free_path, list_chunks, open_existing, open_existing_from, scan_chunk,
+    scan_chunk_checked, tmp_path, Chunk, Opened, RegionWriter, Tail,
+};
+use crate::config::{Config, RecoveryMode};
+use crate::core::shared::apply;
+use crate::core::writer::ChunkMeta;
+use crate::error::{CorruptionKind, Error, Result};
+use crate::index::EntryIndex;
+use crate::types::LogState;
+
+/// The log directory's files, as open found them.
+pub(super) struct Listing {
+    /// The chunks of the log, oldest first (contiguous).
+    pub seqs: Vec<u64>,
+    /// Files to remove once the open succeeded: unused `.chunk.tmp` files, spares beyond
+    /// what the pool keeps, a blank newest chunk.
+    pub leftovers: Vec<PathBuf>,
+    /// Spares the pool keeps.
+    pub spares: Vec<u64>,
+}
+
+impl Listing {
+    /// List `config.dir` and check that its chunks form one contiguous run.
+    pub fn read(config: &Config) -> Result<Listing> {
+        let dir = &config.dir;
+        let listing = list_chunks(dir)?;
+        let (mut seqs, mut leftovers) = (listing.seqs, listing.tmps);
+        // Spares beyond what the pool keeps are removed with the leftovers.
+        let keep = listing.free.len().min(config.recycle_chunks);
+        let (spares, extra) = listing.free.split_at(keep);
+        leftovers.extend(extra.iter().map(|&s| free_path(dir, s)));
+        for w in seqs.windows(2) {
+            if w[1] != w[0] + 1 {
+                return Err(Error::corrupt(
+                    w[0] + 1,
+                    0,
+                    CorruptionKind::MissingChunk { missing: w[0] + 1 },
+                ));
+            }
+        }
+        if let Some(blank) = drop_blank_newest(config, &mut seqs)? {
+            leftovers.push(blank);
+        }
+        Ok(Listing {
+            seqs,
+            leftovers,
+            spares: spares.to_vec(),
+        })
+    }
+}
+
+/// A newest chunk file that is empty or all zero never received a header, so it holds no
+/// records: under the tolerant mode it is left out, and removed once the open succeeded
+/// (it cannot hold acknowledged data). Returns its path then.
+fn drop_blank_newest(config: &Config, seqs: &mut Vec<u64>) -> Result<Option<PathBuf>> {
+    let Some(&seq) = seqs.last() else {
+        return Ok(None);
+    };
+    let path = chunk_path(&config.dir, seq);
+    if !crate::chunk::is_blank(&path)? {
+        return Ok(None);
+    }
+    if config.recovery_mode == RecoveryMode::Strict {
+        return Err(Error::corrupt(seq, 0, CorruptionKind::ShortFile { len: 0 }));
+    }
+    seqs.pop();
+    Ok(Some(path))
+}
+
+/// The newest chunk's writable mapping and where its file may hold data.
+type Writable = (RegionWriter, usize);
+
+/// What replay rebuilt.
+#[derive(Default)]
+pub(super) struct Replayed {
+    pub index: EntryIndex,
+    pub chunks: SkipMap<u64, Arc<Chunk>>,
+    pub state: LogState,
+    pub metas: VecDeque<ChunkMeta>,
+    /// The newest chunk, mapped writable (`None`: the log has no chunk yet).
+    pub tail: Option<Tail0>,
+    /// Prepared chunks being adopted (see [`adoptable`]): replayed from their temporary
+    /// file, renamed only once the open succeeded (a failed strict open changes no file).
+    pub adopted: Vec<(u64, PathBuf)>,
+    /// Sealed chunks whose records open did not check; a background thread does.
+    pub unverified: Vec<Arc<Chunk>>,
+}
+
+/// Replay every chunk in `listing`. Changes no file.
+pub(super) fn replay(config: &Config, listing: &mut Listing) -> Result<Replayed> {
+    let dir = config.dir.clone();
+    let newest = listing.seqs.last().copied();
+    // Every chunk but the newest is sealed. Open them all now, and verify their checksums on
+    // a second thread while this one replays them without checking: open succeeds only if
+    // both do, and a checksum failure is the error reported.
+    let mut sealed = VecDeque::new();
+    for &seq in listing
+        .seqs
+        .iter()
+        .take(listing.seqs.len().saturating_sub(1))
+    {
+        match open_existing(&chunk_path(&dir, seq), seq, false)? {
+            Opened::ReadOnly(c) => sealed.push_back(c),
+            _ => return Err(Error::corrupt(seq, 0, CorruptionKind::ShortFile { len: 0 })),
+        }
+    }
+    let verifier = Verifier::start(sealed.iter().cloned().collect());
+    let mut r = Replayed::default();
+    let replayed = r.replay_all(config, listing, sealed);
+    // A checksum failure is the real cause of anything replay tripped over, unless the
+    // newest chunk is garbage (see `blame_newest`).
+    let blame = |e| crate::core::blame::blame_newest(e, &dir, newest);
+    verifier.finish().map_err(blame)?;
+    replayed.map_err(blame)?;
+    release_sealed(&r.chunks, r.tail.as_ref().map(|t| t.chunk.seq));
+    if let Some(m) = r.metas.back() {
+        check_replayed(&r.state, &r.index).map_err(|k| Error::corrupt(m.seq, 0, k))?;
+    }
+    Ok(r)
+}
+
+impl Replayed {
+    /// Replay the chunks oldest first; the newest one is opened writable and becomes the
+    /// tail (and, if it is sealed, a prepared successor holding records may be adopted).
+    fn replay_all(
+        &mut self,
+        config: &Config,
+        listing: &mut Listing,
+        mut sealed: VecDeque<Arc<Chunk>>,
+    ) -> Result<()> {
+        let dir = config.dir.as_path();
+        let mut seqs: VecDeque<u64> = listing.seqs.iter().copied().collect();
+        while let Some(seq) = seqs.pop_front() {
+            let is_last = seqs.is_empty();
+            let (chunk, writer) = self.open_chunk(dir, seq, is_last, sealed.pop_front())?;
+            let verdict = self.scan(&chunk, writer.as_ref(), is_last)?;
+            self.chunks.insert(seq, Arc::clone(&chunk));
+            let Some((w, _)) = writer else { continue };
+            let sealed_tail = self.resume_at(config, chunk, w, verdict)?;
+            if sealed_tail && seqs.is_empty() {
+                // The tail is this chunk: an adopted successor replaces it.
+                if let Some(tmp) = adoptable(dir, seq + 1, &listing.leftovers) {
+                    tracing::warn!(
+                        seq = seq + 1,
+                        "adopting a chunk whose install was cut short"
+                    );
+                    listing.leftovers.retain(|p| *p != tmp);
+                    self.adopted.push((seq + 1, tmp));
+                    seqs.push_back(seq + 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Open chunk `seq`: a sealed one read-only (already opened), the newest writable (from
+    /// its temporary file if it is being adopted).
+    fn open_chunk(
+        &self,
+        dir: &Path,
+        seq: u64,
+        is_last: bool,
+        sealed: Option<Arc<Chunk>>,
+    ) -> Result<(Arc<Chunk>, Option<Writable>)> {
+        let path = chunk_path(dir, seq);
+        let from = self.adopted.iter().find(|(s, _)| *s == seq).map(|(_, t)| t);
+        let opened = match (sealed, from) {
+            (Some(c), _) if !is_last => Opened::ReadOnly(c),
+            (_, Some(tmp)) => open_existing_from(tmp, &path, seq, true)?,
+            _ => open_existing(&path, seq, is_last)?,
+        };
+        match opened {
+            // A blank newest chunk was dropped (or refused) by `drop_blank_newest`.
+            Opened::Blank => Err(Error::corrupt(seq, 0, CorruptionKind::ShortFile { len: 0 })),
+            Opened::ReadOnly(c) => Ok((c, None)),
+            Opened::Writable(c, w, data_end) => Ok((c, Some((w, data_end)))),
+        }
+    }
+
+    /// Scan one chunk record by record and apply what it holds. The newest chunk's CRCs are
+    /// checked here; sealed ones by the verifier.
+    fn scan(
+        &mut self,
+        chunk: &Arc<Chunk>,
+        writer: Option<&Writable>,
+        is_last: bool,
+    ) -> Result<Tail> {
+        let seq = chunk.seq;
+        let bytes: &[u8] = match writer {
+            // Past `data_end` the file holds no data: it reads as zeroes.
+            Some((w, data_end)) => {
+                let all = w.full_view();
+                all.get(..*data_end).unwrap_or(all)
+            }
+            None => chunk.region.bytes(),
+        };
+        let mut meta = ChunkMeta {
+            seq,
+            max_index: None,
+        };
+        let (state, index) = (&mut self.state, &self.index);
+        let mut copy = |b: &[u8]| Bytes::copy_from_slice(b);
+        let tag = chunk.header.epoch_tag();
+        let verdict = scan_chunk_checked(bytes, seq, tag, is_last, writer.is_some(), &mut |s| {
+            if let Some(i) = s.record.last_entry_index() {
+                meta.max_index = Some(meta.max_index.map_or(i, |m| m.max(i)));
+            }
+            apply(state, index, &s.record, seq, s.offset, &mut copy)
+                .map_err(|k| Error::corrupt(seq, s.offset as u64, k))
+        })?;
+        self.metas.push_back(meta);
+        Ok(verdict)
+    }
+
+    /// The newest chunk: writing resumes where its records end (a torn tail is cut off
+    /// unless recovery is strict). Returns whether it is sealed.
+    fn resume_at(
+        &mut self,
+        config: &Config,
+        chunk: Arc<Chunk>,
+        mut w: RegionWriter,
+        verdict: Tail,
+    ) -> Result<bool> {
+        let seq = chunk.seq;
+        let mut cut_to = 0;
+        let (end, sealed) = match verdict {
+            Tail::Sealed { end } => (end, true),
+            Tail::Clean { end } => (end, false),
+            Tail::Torn {
+                end,
+                at,
+                reason,
+                garbage_end,
+            } => {
+                if config.recovery_mode == RecoveryMode::Strict {
+                    tracing::error!(seq, at, %reason, "torn tail under strict recovery");
+                    return Err(Error::corrupt(seq, at as u64, CorruptionKind::TornTail));
+                }
+                tracing::warn!(seq, at, %reason, cut = garbage_end - end, "cutting torn tail");
+                cut_to = garbage_end;
+                (end, false)
+            }
+        };
+        w.seek(end);
+        w.publish();
+        self.tail = Some(Tail0 {
+            chunk,
+            w,
+            end,
+            sealed,
+            cut_to,
+        });
+        Ok(sealed)
+    }
+}
+
+/// A rotation installs the next chunk (renames its prepared file) on the flush worker, after
+/// the old chunk's sync. If the process died in between, the next chunk is still a
+/// temporary file, and it may hold appends that survived in the page cache. It is adopted
+/// when the chunk before it is sealed and whole (checked by the caller: nothing can be missing
+/// before it) and it holds at least one complete group; otherwise it is a leftover like an
+/// unused spare. None of its entries were ever reported durable: its install had not happened.
+fn adoptable(dir: &Path, seq: u64, leftovers: &[PathBuf]) -> Option<PathBuf> {
+    let tmp = leftovers.iter().find(|p| **p == tmp_path(dir, seq))?;
+    let Ok(Opened::ReadOnly(c)) = open_existing(tmp, seq, false) else {
+        return None;
+    };
+    let mut any = false;
+    // Stop at the first complete group: that is all this needs to know.
+    let _ = scan_chunk(
+        c.region.bytes(),
+        seq,
+        c.header.epoch_tag(),
+        true,
+        &mut |_| {
+            any = true;
+            Err(Error::WorkerStopped)
+        },
+    );
+    any.then(|| tmp.clone())
+}
+
+/// After replay the state and the entries must agree: the entries run from just past the
+/// purge point to the last id; with no entries, the last id is the purge point.
+fn check_replayed(state: &LogState, index: &EntryIndex) -> Result<(), CorruptionKind> {
+    let bad = |what| Err(CorruptionKind::Inconsistent { what });
+    match (index.first(), index.last_index()) {
+        (Some(first), Some(last)) => {
+            if state.last.map(|l| l.index) != Some(last) {
+                return bad("the last id does not name the last entry");
+            }
+            if state
+                .purged
+                .is_some_and(|p| p.index.checked_add(1) != Some(first))
+            {
+                return bad("entries do not start right after the purge point");
+            }
+        }
+        _ => {
+            if state.last != state.purged {
+                return bad("no entries, but the last id is not the purge point");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the CRCs of sealed chunks on a second thread while open replays them.
+enum Verifier {
+    Running(std::thread::JoinHandle<Result<()>>),
+    Done(Result<()>),
+}
+
+impl Verifier {
+    fn start(chunks: Vec<Arc<Chunk>>) -> Verifier {
+        if chunks.is_empty() {
+            return Verifier::Done(Ok(()));
+        }
+        let check = move || -> Result<()> {
+            for c in &chunks {
+                scan_chunk(
+                    c.region.bytes(),
+                    c.seq,
+                    c.header.epoch_tag(),
+                    false,
+                    &mut |_| Ok(()),
+                )?;
+            }
+            Ok(())
+        };
+        match std::thread::Builder::new()
+            .name("chunkwal-verify".into())
+            .spawn(check)
+        {
+            Ok(h) => Verifier::Running(h),
+            // No thread: nothing was verified yet, so report why open cannot go on.
+            Err(e) => Verifier::Done(Err(Error::io("spawn checksum verifier", "", e))),
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Verifier::Done(r) => r,
+            Verifier::Running(h) => h.join().unwrap_or_else(|_| {
+                Err(Error::Poisoned {
+                    op: "checksum verifier (panicked)",
+                    path: None,
+                    source: Arc::new(crate::error::Panicked::io()),
+                })
+            }),
+        }
+    }
+}
+
+/// A sealed chunk is only read from here on, and rarely: do not keep it resident (nor its
+/// file open, if it was the newest chunk before an adopted one).
+fn release_sealed(chunks: &SkipMap<u64, Arc<Chunk>>, tail: Option<u64>) {
+    for e in chunks.iter() {
+        if tail == Some(*e.key()) {
+            continue;
+        }
+        e.value().region.release_file();
+        if let Err(err) = e.value().region.release_pages() {
+            tracing::debug!(seq = *e.key(), error = %err, "madvise(DONTNEED) failed");
+        }
+    }
+}
