@@ -143,7 +143,10 @@ pub fn record_text(r: &DumpRecord) -> String {
             raw_len,
             compressed,
         } => format!(
-            "batch {first} +{count} entries, raw {} compressed {}",
+            "batch {first} through index {} ({count} entries) raw {} compressed {}",
+            first
+                .index
+                .saturating_add(u64::from(*count).saturating_sub(1)),
             fmt::bytes(u64::from(*raw_len)),
             fmt::bytes(compressed.len() as u64)
         ),

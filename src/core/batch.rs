@@ -89,7 +89,7 @@ pub(crate) fn unit_at(
             return Some(lz4_unit(min_batch_bytes, recs, sizes, i, avail, raw));
         }
     }
-    let _ = (config, version, avail, raw);
+    let _ = (config, version, sizes, avail, raw);
     Some(Unit::one(i, false))
 }
 

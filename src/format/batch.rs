@@ -105,12 +105,14 @@ impl BatchHead {
     }
 }
 
+#[cfg(any(test, feature = "testing", feature = "compression"))]
 /// Append `payload` as one member to the raw block `raw`.
 pub fn push_member(raw: &mut Vec<u8>, payload: &[u8]) {
     raw.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     raw.extend_from_slice(payload);
 }
 
+#[cfg(any(test, feature = "testing", feature = "compression"))]
 /// The members of a decompressed raw block as `(start, len)` byte ranges of `raw`: exactly
 /// `count` of them, covering `raw` exactly. Total: never panics.
 pub fn member_ranges(raw: &[u8], count: u32) -> Result<Vec<(usize, usize)>, CorruptionKind> {

@@ -7,12 +7,11 @@ mod record;
 #[cfg(test)]
 mod tests;
 
+pub use batch::BatchHead;
 #[cfg(feature = "compression")]
-pub use batch::{compress_into, decompress};
-pub use batch::{
-    member_ranges, push_member, BatchHead, BATCH_HEAD_LEN, BATCH_MIN_VERSION, CODEC_LZ4,
-    MEMBER_LEN_BYTES,
-};
+pub use batch::{compress_into, decompress, BATCH_MIN_VERSION};
+#[cfg(any(test, feature = "testing", feature = "compression"))]
+pub use batch::{member_ranges, push_member, BATCH_HEAD_LEN, CODEC_LZ4, MEMBER_LEN_BYTES};
 pub use body::{Record, StateImage};
 #[cfg(any(test, feature = "testing"))]
 pub use header::CHUNK_MAGIC;

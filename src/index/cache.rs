@@ -134,6 +134,7 @@ impl PayloadCache {
     /// batch holds them already: the writer changes the index before the cache, so a member
     /// a racing truncate or purge removed is either skipped here or removed by that change
     /// after this insert.
+    #[cfg(any(test, feature = "compression"))]
     pub fn insert_read(
         &self,
         first: u64,
