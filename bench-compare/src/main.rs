@@ -6,11 +6,13 @@
 //!     [--chunk-size 8M] [--steady-mib 64] [--steady-window 8] [--floor-mib 64]
 //!     [--floor-small 500] [--docs DIR|none] [--section NAME] [--title TEXT]
 //! cargo run --release -- tuning [--dir /tmp]          # chunk size / cache sweep + SVGs
+//! cargo run --release -- compress [--entries 200000]  # LZ4 on JSON-like entries (compress.rs)
 //! ```
 //! Every flag is described in docs/benchmarks.md, "Methods".
 //! Reopen and memory are measured in a fresh child process per engine and repetition
 //! (`reopen-child`, re-exec of this binary) so earlier runs do not pollute the RSS.
 
+mod compress;
 mod diskstats;
 mod engines;
 mod floor;
@@ -408,6 +410,7 @@ fn main() -> io::Result<()> {
             tuning::charts(&doc, &a.docs)
         }
         Some("tuning") => tuning::run(&parse(&argv[1..])?),
+        Some("compress") => compress::run(&parse(&argv[1..])?),
         Some("table") => {
             let a = parse(&argv[1..])?;
             let doc: Value = serde_json::from_slice(&std::fs::read(&a.out)?)?;
