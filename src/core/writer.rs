@@ -203,7 +203,7 @@ impl Writer {
         tie_first: bool,
         written: &mut Vec<u64>,
     ) -> Result<()> {
-        let mut staged = Vec::new();
+        let mut staged = Vec::with_capacity(recs.len());
         let r = self.stage_groups(recs, sizes, tie_first, written, &mut staged);
         let applied = self.apply_staged(recs, &mut staged, written);
         r.and(applied)
