@@ -79,7 +79,9 @@ pub use crate::config::{
 };
 #[cfg(feature = "testing")]
 pub use crate::config::{FailPoint, SyncHook, SyncRecorder};
-pub use crate::core::{AccessStat, Entries, Reader, Wal};
+pub use crate::core::{
+    AccessStat, Entries, Reader, VerifyProgress, VerifyReport, VerifyStatus, Wal,
+};
 pub use crate::error::{ConfigError, CorruptionKind, Error, Panicked, Result};
 pub use crate::flush::FlushTicket;
 pub use crate::index::CacheStat;
