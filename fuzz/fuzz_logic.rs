@@ -351,6 +351,21 @@ pub struct Model {
     pub vote: Option<Bytes>,
     pub user_data: Option<Bytes>,
     pub term: u64,
+    /// Make JSON-like (compressible) payloads instead of random bytes, for logs written with
+    /// compression on.
+    pub compressible: bool,
+}
+
+/// A JSON-like payload of `len` bytes (compressible), distinct per index and term.
+fn fill_text(index: u64, term: u64, len: usize) -> Bytes {
+    let mut s = format!("{{\"index\":{index},\"term\":{term},\"op\":\"set\",\"value\":\"");
+    let mut k = index;
+    while s.len() < len {
+        s.push_str(["alpha ", "beta ", "gamma ", "delta "][(k % 4) as usize]);
+        k = k.wrapping_add(term | 1);
+    }
+    s.truncate(len);
+    Bytes::from(s)
 }
 
 fn fill(index: u64, term: u64, len: usize) -> Bytes {
@@ -375,7 +390,14 @@ impl Model {
     }
     pub fn make(&self, from: u64, n: u64, len: usize) -> Vec<(LogId, Bytes)> {
         (from..from + n)
-            .map(|i| (LogId::new(self.term, i), fill(i, self.term, len)))
+            .map(|i| {
+                let p = if self.compressible {
+                    fill_text(i, self.term, len)
+                } else {
+                    fill(i, self.term, len)
+                };
+                (LogId::new(self.term, i), p)
+            })
             .collect()
     }
     pub fn truncate(&mut self, since: u64) {
@@ -412,7 +434,9 @@ impl Model {
 
 /// Operations decoded from bytes, run against the log and a `BTreeMap` model, with clean
 /// reopens and crashes (`simulate_crash`: the page cache survives, so nothing written may
-/// be lost). Layout: control byte (bit 0 strict, bit 1 tiny cache), then ops of three bytes.
+/// be lost). Layout: control byte (bit 0 strict, bit 1 tiny cache, bit 2 LZ4 batch compression
+/// with compressible payloads, when built with feature `compression`), then ops of three
+/// bytes.
 /// Returns the number of operations run.
 pub fn ops_model(data: &[u8]) -> usize {
     let mut inp = Input::new(data);
@@ -423,8 +447,12 @@ pub fn ops_model(data: &[u8]) -> usize {
         RecoveryMode::TolerateTornTail
     };
     let d = temp_dir();
+    let compressed = ctl & 4 == 4 && cfg!(feature = "compression");
     let cfg = || {
-        let c = Config::new(d.path()).chunk_size(CHUNK).recovery_mode(mode);
+        let mut c = Config::new(d.path()).chunk_size(CHUNK).recovery_mode(mode);
+        if compressed {
+            c = c.compression(chunkwal::Compression::lz4(128));
+        }
         if ctl & 2 == 2 {
             c.cache(4, 4096)
         } else {
@@ -434,6 +462,7 @@ pub fn ops_model(data: &[u8]) -> usize {
     let mut wal = Some(Wal::open(cfg()).expect("open"));
     let mut m = Model {
         term: 1,
+        compressible: compressed,
         ..Model::default()
     };
     let mut ran = 0;

@@ -40,6 +40,35 @@ pub enum VerifyOnOpen {
     Lazy,
 }
 
+/// Whether appended entries are stored compressed. See `docs/tuning.md` (when to turn it
+/// on) and `docs/format.md` (the Batch record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Compression {
+    /// Default: every entry is its own record, read zero-copy from the map.
+    #[default]
+    None,
+    /// LZ4 (feature `compression`; without it [`Config::validate`] refuses this with
+    /// [`ConfigError::CompressionUnavailable`]). An append's run of consecutive entries of
+    /// one term that holds at least `min_batch_bytes` of payload is written as one Batch
+    /// record when that is at least 1/8 smaller than the entry records it replaces (chunks
+    /// of format v2 only; a v1 chunk still being appended to takes plain entries).
+    ///
+    /// Reading a member decompresses the whole batch once and puts every member in the
+    /// payload cache: such entries lose zero-copy reads from the map.
+    Lz4 {
+        /// Payload bytes a run needs before it is compressed.
+        min_batch_bytes: usize,
+    },
+}
+
+impl Compression {
+    /// [`Compression::Lz4`] with this threshold.
+    pub fn lz4(min_batch_bytes: usize) -> Self {
+        Compression::Lz4 { min_batch_bytes }
+    }
+}
+
 /// Hook called before every msync of chunk data; returning an error simulates a failed
 /// sync, and it may sleep to simulate a slow one. For fault-injection tests (feature
 /// `testing`).
@@ -114,6 +143,8 @@ pub struct Config {
     /// 1 s, etcd's threshold for its slow-fdatasync warning: a sync that slow stalls
     /// acknowledgements for as long as a typical Raft election timeout. `None`: never warn.
     pub slow_sync_warn: Option<Duration>,
+    /// Batch compression of appended entries. Default [`Compression::None`].
+    pub compression: Compression,
     /// Fault injection: called before each msync of chunk data (feature `testing`).
     #[cfg(feature = "testing")]
     pub sync_hook: Option<SyncHook>,
@@ -144,6 +175,7 @@ impl std::fmt::Debug for Config {
             .field("recycle_chunks", &self.recycle_chunks)
             .field("max_unsynced_bytes", &self.max_unsynced_bytes)
             .field("slow_sync_warn", &self.slow_sync_warn)
+            .field("compression", &self.compression)
             .finish_non_exhaustive()
     }
 }
@@ -168,6 +200,7 @@ impl Config {
             recycle_chunks: 4,
             max_unsynced_bytes: None,
             slow_sync_warn: Some(Duration::from_secs(1)),
+            compression: Compression::None,
             #[cfg(feature = "testing")]
             sync_hook: None,
             #[cfg(feature = "testing")]
@@ -177,6 +210,12 @@ impl Config {
             #[cfg(feature = "testing")]
             fail_point: None,
         }
+    }
+
+    /// Set batch compression (see [`Compression`]).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
     }
 
     /// Set the chunk size (see [`Config::chunk_size`](Config#structfield.chunk_size)).
@@ -339,6 +378,12 @@ impl Config {
                 })
             }
             _ => {}
+        }
+        if matches!(self.compression, Compression::Lz4 { .. }) && !cfg!(feature = "compression") {
+            return Err(ConfigError::CompressionUnavailable {
+                codec: "lz4",
+                feature: "compression",
+            });
         }
         Ok(())
     }

@@ -270,6 +270,22 @@ pub enum Error {
         /// The largest sequence number a chunk may have.
         max: u64,
     },
+    /// The entry is stored in a compressed Batch record (written with feature
+    /// `compression`) and this build cannot decompress it: build chunkwal with feature
+    /// `compression` to read it. Opening and replaying such a log works without it; only
+    /// reading those entries' payloads fails. Nothing is damaged.
+    #[error(
+        "entry {index} is compressed (batch in chunk {chunk} at offset {offset}); \
+         reading it needs chunkwal's cargo feature `compression`"
+    )]
+    CompressionUnsupported {
+        /// The entry asked for.
+        index: u64,
+        /// Chunk sequence number of the Batch record.
+        chunk: u64,
+        /// Offset of the Batch record in the chunk.
+        offset: u64,
+    },
 }
 
 impl Error {
@@ -366,6 +382,15 @@ pub enum ConfigError {
         value: u64,
         /// The configured chunk size.
         chunk_size: u64,
+    },
+    /// `compression` asks for a codec this build does not have: build chunkwal with the
+    /// cargo feature named here.
+    #[error("compression codec {codec} needs chunkwal's cargo feature `{feature}`")]
+    CompressionUnavailable {
+        /// The codec asked for (`"lz4"`).
+        codec: &'static str,
+        /// The feature that provides it (`"compression"`).
+        feature: &'static str,
     },
 }
 

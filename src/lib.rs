@@ -74,7 +74,9 @@ struct ReadmeDoctests;
 
 #[cfg(feature = "testing")]
 pub use crate::chunk::{scan_chunk, FsEvent, FsObserver, Scanned};
-pub use crate::config::{Config, RecoveryMode, VerifyOnOpen, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+pub use crate::config::{
+    Compression, Config, RecoveryMode, VerifyOnOpen, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
+};
 #[cfg(feature = "testing")]
 pub use crate::config::{FailPoint, SyncHook, SyncRecorder};
 pub use crate::core::{

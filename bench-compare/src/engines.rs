@@ -145,7 +145,7 @@ pub struct RaftEngine {
     pub(crate) engine: raft_engine::Engine,
 }
 
-const REGION: u64 = 1;
+pub(crate) const REGION: u64 = 1;
 
 impl RaftEngine {
     pub fn open_with(dir: &Path, lz4: bool, opts: &Opts) -> io::Result<Self> {

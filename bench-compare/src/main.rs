@@ -6,6 +6,7 @@
 //!     [--chunk-size 8M] [--steady-mib 64] [--steady-window 8] [--floor-mib 64]
 //!     [--floor-small 500] [--docs DIR|none] [--section NAME] [--title TEXT]
 //! cargo run --release -- tuning [--dir /tmp]          # chunk size / cache sweep + SVGs
+//! cargo run --release -- compress [--entries 200000]  # LZ4 on JSON-like entries (compress.rs)
 //! cargo run --release -- reopen [--rounds 5] [--reopen-sizes 1M:256,2M:64] [--cold 1]
 //! ```
 //! Every flag is described in docs/benchmarks.md, "Methods".
@@ -13,6 +14,7 @@
 //! (`reopen-child`, re-exec of this binary) so earlier runs do not pollute the RSS.
 
 mod alloc;
+mod compress;
 mod diskstats;
 mod engines;
 mod floor;
@@ -412,6 +414,7 @@ fn main() -> io::Result<()> {
             tuning::charts(&doc, &a.docs)
         }
         Some("tuning") => tuning::run(&parse(&argv[1..])?),
+        Some("compress") => compress::run(&parse(&argv[1..])?),
         Some("reopen") => reopen::run(&parse(&argv[1..])?),
         Some("reopen-probe") => reopen::probe(&parse(&argv[1..])?),
         Some("table") => {

@@ -84,6 +84,17 @@ pub fn record_json(r: &DumpRecord) -> Value {
             json!({"data_hex": data.as_ref().map(|d| fmt::hex(d))})
         }
         OwnedRecord::State(s) => json!({"state": state_json(s)}),
+        OwnedRecord::Batch {
+            first,
+            count,
+            raw_len,
+            compressed,
+        } => json!({
+            "first": id_json(Some(*first)),
+            "count": count,
+            "raw_len": raw_len,
+            "compressed_len": compressed.len(),
+        }),
         // Seal, and kinds this build of the tool does not know: the common fields only.
         _ => json!({}),
     };
@@ -126,6 +137,19 @@ pub fn record_text(r: &DumpRecord) -> String {
                 .map_or("-".into(), |d| fmt::bytes(d.len() as u64)),
         ),
         OwnedRecord::Seal => "seal".into(),
+        OwnedRecord::Batch {
+            first,
+            count,
+            raw_len,
+            compressed,
+        } => format!(
+            "batch {first} through index {} ({count} entries) raw {} compressed {}",
+            first
+                .index
+                .saturating_add(u64::from(*count).saturating_sub(1)),
+            fmt::bytes(u64::from(*raw_len)),
+            fmt::bytes(compressed.len() as u64)
+        ),
         other => other.kind().into(),
     };
     format!(
@@ -161,8 +185,19 @@ impl Selection {
     /// The records to print now, given the next record `r`.
     fn feed(&mut self, r: &DumpRecord) -> Vec<DumpRecord> {
         match &r.record {
-            OwnedRecord::Entry { id, .. } => {
-                if id.index < self.from || id.index >= self.to {
+            OwnedRecord::Entry { .. } | OwnedRecord::Batch { .. } => {
+                // A batch is selected when any of its members is.
+                let (first, last) = match &r.record {
+                    OwnedRecord::Batch { first, count, .. } => (
+                        first.index,
+                        first
+                            .index
+                            .saturating_add(u64::from(*count).saturating_sub(1)),
+                    ),
+                    OwnedRecord::Entry { id, .. } => (id.index, id.index),
+                    _ => return Vec::new(),
+                };
+                if last < self.from || first >= self.to {
                     return Vec::new();
                 }
                 self.seen_entry = true;

@@ -36,6 +36,19 @@ pub struct Replay {
 impl Replay {
     /// Apply one record, with the same meaning the engine gives it on open.
     pub fn apply(&mut self, rec: &OwnedRecord) {
+        if let OwnedRecord::Batch { first, count, .. } = rec {
+            // Members of one term, as if each were an entry record: the first may start a
+            // term run, the last is the last id.
+            self.apply(&OwnedRecord::Entry {
+                id: *first,
+                payload: bytes::Bytes::new(),
+            });
+            let last = first
+                .index
+                .saturating_add(u64::from(*count).saturating_sub(1));
+            self.state.last = Some(LogId::new(first.term, last));
+            return;
+        }
         let s = &mut self.state;
         match rec {
             OwnedRecord::Entry { id, .. } => {

@@ -222,8 +222,13 @@ pub fn run(a: Args) -> CmdResult {
     let mut gaps: Vec<Problem> = Vec::new();
     let mut on_rec = |r: &DumpRecord| {
         records += 1;
-        if let OwnedRecord::Entry { id, .. } = &r.record {
-            entries += 1;
+        let first = match &r.record {
+            OwnedRecord::Entry { id, .. } => Some((*id, 1)),
+            OwnedRecord::Batch { first, count, .. } => Some((*first, u64::from(*count))),
+            _ => None,
+        };
+        if let Some((id, n)) = first {
+            entries += n;
             if let Some(last) = replay.state.last {
                 if id.index != last.index.wrapping_add(1) && gaps.len() < 100 {
                     gaps.push(Problem::Corrupt {

@@ -77,6 +77,7 @@ pub fn scan_chunk_checked<'a>(
     verify_crc: bool,
     visit: &mut dyn FnMut(&Scanned<'a>) -> Result<()>,
 ) -> Result<Tail> {
+    let version = header_version(bytes);
     let mut pos = HEADER_LEN;
     let mut pending: Vec<Scanned<'a>> = Vec::new();
     let stop: Option<CorruptionKind> = loop {
@@ -86,7 +87,7 @@ pub fn scan_chunk_checked<'a>(
             Err(FrameError::Truncated) => break None,
             Err(FrameError::Corrupt(k)) => break Some(k),
         };
-        let record = match Record::decode(frame.kind, frame.body) {
+        let record = match Record::decode_in(version, frame.kind, frame.body) {
             Ok(r) => r,
             // The checksum matched, so these bytes were written as they are: not a torn write.
             Err(k) => return Err(Error::corrupt(seq, pos as u64, k)),
@@ -129,7 +130,7 @@ pub fn scan_chunk_checked<'a>(
     }
     // Something non-zero follows. If any later intact record says (through its durable hint)
     // that the damaged bytes had been synced, this is corruption, not a torn write.
-    if let Some(later) = later_proof(bytes, pos, garbage_end, epoch_tag) {
+    if let Some(later) = later_proof(bytes, pos, garbage_end, epoch_tag, version) {
         return Err(Error::corrupt(
             seq,
             pos as u64,
@@ -144,6 +145,17 @@ pub fn scan_chunk_checked<'a>(
         reason: stop.unwrap_or(CorruptionKind::UnterminatedGroup),
         garbage_end,
     })
+}
+
+/// The format version in the chunk header at the start of `bytes` (its callers decoded and
+/// checked that header already); 1 if the bytes are too short to hold one. Record kinds new
+/// in a later version are unknown in an older chunk.
+fn header_version(bytes: &[u8]) -> u32 {
+    // The header's version field: bytes 8..12, after the magic.
+    match bytes.get(8..12) {
+        Some(v) => u32::from_le_bytes([v[0], v[1], v[2], v[3]]),
+        None => 1,
+    }
 }
 
 /// Position of the last non-zero byte. Tests 64-byte blocks at a time (the OR-fold
@@ -223,13 +235,20 @@ pub(super) fn last_tagged(bytes: &[u8], from: usize, limit: usize, tag: u32) -> 
 }
 
 /// Offset of an intact record after `damaged` whose durable hint covers `damaged`.
-fn later_proof(bytes: &[u8], damaged: usize, limit: usize, epoch_tag: u32) -> Option<usize> {
+fn later_proof(
+    bytes: &[u8],
+    damaged: usize,
+    limit: usize,
+    epoch_tag: u32,
+    version: u32,
+) -> Option<usize> {
     let mut p = damaged + RECORD_ALIGN;
     while p < limit && p + RECORD_HEADER_LEN <= bytes.len() {
         // Cheap filter before a full decode.
         if carries_tag(bytes, p, epoch_tag) {
             if let Ok(f) = decode_frame(&bytes[p..], epoch_tag) {
-                if Record::decode(f.kind, f.body).is_ok() && f.hint as usize > damaged {
+                let decodes = Record::decode_in(version, f.kind, f.body).is_ok();
+                if decodes && f.hint as usize > damaged {
                     return Some(p);
                 }
             }

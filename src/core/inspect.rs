@@ -51,7 +51,7 @@ pub struct ChunkReport {
     pub header: Option<ChunkHeaderInfo>,
     /// Records in complete groups.
     pub records: u64,
-    /// Entry records among them.
+    /// Entries among them: entry records, and the members of batch records.
     pub entries: u64,
     /// How the chunk ends, if it scanned.
     pub tail: Option<Tail>,
@@ -141,8 +141,10 @@ fn inspect_chunk(
     rep.header = Some(ChunkHeaderInfo::from_header(&header));
     let tail = scan_chunk(&bytes, seq, header.epoch_tag(), is_last, &mut |s| {
         rep.records += 1;
-        if matches!(s.record, crate::format::Record::Entry { .. }) {
-            rep.entries += 1;
+        match s.record {
+            crate::format::Record::Entry { .. } => rep.entries += 1,
+            crate::format::Record::Batch { head, .. } => rep.entries += u64::from(head.count),
+            _ => {}
         }
         on_record(&DumpRecord {
             chunk: seq,

@@ -1,5 +1,6 @@
 //! The synchronous core: open and recovery, the write path, the read path and statistics.
 
+mod batch;
 mod blame;
 mod inspect;
 mod iter;

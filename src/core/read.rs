@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::batch::{decompress_members, Members};
 use super::iter::Entries;
 use super::range::{out_of_range, resolve};
 use super::shared::{Counters, Shared};
@@ -273,6 +274,11 @@ impl Reader {
         if let Some(b) = self.shared.cache.get_near(index, loc.pos(), &mut cur.cache) {
             return Ok(Some(b));
         }
+        // A member of the Batch record this walk decompressed last (not cached, or evicted).
+        let last_batch = cur.batch.as_ref().filter(|m| m.pos == loc.pos());
+        if let Some(p) = last_batch.and_then(|m| m.get(index)) {
+            return Ok(Some(p));
+        }
         if cur.chunk.as_ref().is_none_or(|c| c.seq != loc.chunk) {
             cur.chunk = self
                 .shared
@@ -281,7 +287,7 @@ impl Reader {
                 .map(|e| Arc::clone(e.value()));
         }
         match cur.chunk.as_ref() {
-            Some(c) => read_verified(c, index, loc).map(Some),
+            Some(c) => read_verified(&self.shared, c, index, loc, &mut cur.batch).map(Some),
             None => Ok(None),
         }
     }
@@ -308,11 +314,21 @@ impl From<Error> for Halt {
 pub(super) struct Cursor {
     chunk: Option<Arc<Chunk>>,
     cache: CacheCursor,
+    /// The Batch record decompressed last, so a walk decompresses each batch once.
+    batch: Option<Arc<Members>>,
 }
 
 /// Read the entry record at `loc` from the map, check its CRC and id, and return the
-/// payload as a zero-copy slice of the map.
-fn read_verified(c: &Arc<Chunk>, index: u64, loc: Loc) -> Result<Bytes> {
+/// payload as a zero-copy slice of the map. A Batch record holding the entry is
+/// decompressed instead ([`decompress_members`]: its members go to the cache and to
+/// `batch`), and the payload is a slice of the decompressed block.
+fn read_verified(
+    shared: &Shared,
+    c: &Arc<Chunk>,
+    index: u64,
+    loc: Loc,
+    batch: &mut Option<Arc<Members>>,
+) -> Result<Bytes> {
     let off = loc.offset as usize;
     let corrupt = |k| Error::corrupt(c.seq, off as u64, k);
     let bytes = c.region.bytes().get(off..).unwrap_or_default();
@@ -320,12 +336,23 @@ fn read_verified(c: &Arc<Chunk>, index: u64, loc: Loc) -> Result<Bytes> {
         FrameError::Truncated => corrupt(CorruptionKind::BadLength { len: 0 }),
         FrameError::Corrupt(k) => corrupt(k),
     })?;
-    match Record::decode(frame.kind, frame.body).map_err(corrupt)? {
+    match Record::decode_in(c.header.version, frame.kind, frame.body).map_err(corrupt)? {
         Record::Entry { id, payload } if id == LogId::new(loc.term, index) => {
             let start = off + RECORD_HEADER_LEN + 16;
             c.region
                 .bytes_at(start, payload.len())
                 .ok_or_else(|| corrupt(CorruptionKind::BadLength { len: 0 }))
+        }
+        Record::Batch { head, data } if head.holds(index) && head.term == loc.term => {
+            let members = decompress_members(shared, c, off, (&head, data), index)?;
+            let p = members.get(index).ok_or_else(|| {
+                corrupt(CorruptionKind::BadBody {
+                    kind: "batch",
+                    what: "member missing",
+                })
+            })?;
+            *batch = Some(members);
+            Ok(p)
         }
         _ => Err(corrupt(CorruptionKind::BadBody {
             kind: "entry",

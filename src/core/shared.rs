@@ -125,6 +125,29 @@ fn apply_to(
             }
             state.last = Some(id);
         }
+        Record::Batch { head, .. } => {
+            // Replay needs only the head: `count` entries of one term, all at this record
+            // (reads decompress it; the count is bounded by the record's bytes).
+            if let Some(last) = state.last {
+                if last.index.checked_add(1) != Some(head.first) {
+                    return Err(CorruptionKind::NonContiguous {
+                        expected: last.index.saturating_add(1),
+                        got: head.first,
+                    });
+                }
+            }
+            if let Some(index) = change {
+                let loc = Loc {
+                    term: head.term,
+                    chunk,
+                    offset: offset as u32,
+                };
+                for i in head.first..=head.last() {
+                    index.push(i, loc);
+                }
+            }
+            state.last = Some(LogId::new(head.term, head.last()));
+        }
         Record::Truncate { since, last } => {
             // The writer only records a truncate that removes something, and stores the
             // last id it leaves. Replay checks both against what it has built so far (the

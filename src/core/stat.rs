@@ -86,6 +86,20 @@ pub enum OwnedRecord {
     State(LogState),
     /// End of chunk.
     Seal,
+    /// Entries `first.index ..= first.index + count - 1`, all of term `first.term`, stored
+    /// as one LZ4-compressed block (format v2, written with feature `compression`; see
+    /// `docs/format.md`). Reading the members' payloads needs that feature:
+    /// [`crate::Wal::read`] decompresses them.
+    Batch {
+        /// Id of the first member.
+        first: LogId,
+        /// Members (at least 1).
+        count: u32,
+        /// Bytes of the raw block (every member's 4-byte length and payload).
+        raw_len: u32,
+        /// The compressed block as stored.
+        compressed: Bytes,
+    },
 }
 
 impl OwnedRecord {
@@ -110,6 +124,12 @@ impl OwnedRecord {
                 user_data: s.user_data.map(b),
             }),
             Record::Seal => OwnedRecord::Seal,
+            Record::Batch { head, data } => OwnedRecord::Batch {
+                first: LogId::new(head.term, head.first),
+                count: head.count,
+                raw_len: head.raw_len,
+                compressed: b(data),
+            },
         }
     }
 
@@ -124,6 +144,7 @@ impl OwnedRecord {
             OwnedRecord::UserData { .. } => "user_data",
             OwnedRecord::State(_) => "state",
             OwnedRecord::Seal => "seal",
+            OwnedRecord::Batch { .. } => "batch",
         }
     }
 }

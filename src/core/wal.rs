@@ -452,7 +452,9 @@ impl Wal {
     /// time of the call. Entries not yet durable stay cached (the cache only ever evicts
     /// durable entries), so call [`Wal::flush_blocking`] first to release everything.
     /// Nothing is lost: reads of evicted entries come from the chunk maps (each record's
-    /// CRC checked), and reads do not refill the cache; new appends do, up to its bounds.
+    /// CRC checked), and reads do not refill the cache (except reads of compressed entries,
+    /// which put the members of the batch they decompressed there); new appends do, up to
+    /// its bounds.
     /// Cheap (one pass over the cache) and safe at any time, from any thread.
     pub fn evict_durable_from_cache(&self) {
         // Under the writer lock: every cache mutation is made by one thread at a time.

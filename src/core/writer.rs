@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 
+use super::batch::{unit_at, Unit};
 use super::prefault::Prefaulter;
 use super::shared::{apply, check_all, Counters, Shared};
 use crate::chunk::{chunk_path, Chunk, PreparedChunk, RegionWriter};
@@ -20,6 +21,12 @@ pub(crate) const SEAL_LEN: usize = encoded_len(0);
 
 /// Records are staged and written with one `pwrite` per call, or per this many bytes.
 const STAGE_MAX: usize = 1 << 20;
+
+/// A staged record: `recs[i]`, or a Batch record (of entries of the call, in order).
+enum Staged {
+    Rec(usize),
+    Batch(crate::format::BatchHead),
+}
 
 /// Per-chunk facts the writer needs for purging.
 #[derive(Debug, Clone)]
@@ -93,7 +100,7 @@ impl Writer {
         let dst = &mut self.stage[at..at + size];
         // The buffer is reused without clearing: an entry's frame writes every byte (header,
         // id, payload, padding); other bodies may skip bytes, so those start from zeros.
-        if !matches!(rec, Record::Entry { .. }) {
+        if !matches!(rec, Record::Entry { .. } | Record::Batch { .. }) {
             dst.fill(0);
         }
         write_frame(dst, rec.kind(), flags, tag, hint, body, |b| {
@@ -202,47 +209,95 @@ impl Writer {
         r.and(applied)
     }
 
+    /// Stage `recs` unit by unit (a record, or a run of entries as one Batch record: see
+    /// [`unit_at`]), rotating where a unit does not fit. Each unit is formed before the one
+    /// before it is staged, so that one's `FLAG_CONTINUES` knows whether the next fits.
     fn stage_groups(
         &mut self,
         recs: &[Record<'_>],
         sizes: &[usize],
         tie_first: bool,
         written: &mut Vec<u64>,
-        staged: &mut Vec<(usize, usize)>,
+        staged: &mut Vec<(Staged, usize)>,
     ) -> Result<()> {
-        for (i, rec) in recs.iter().enumerate() {
-            let need = if i == 0 && tie_first && recs.len() > 1 {
-                sizes[0] + sizes[1]
-            } else {
-                sizes[i]
-            };
-            if !self.fits(need) {
-                self.apply_staged(recs, staged, written)?;
-                self.rotate(true)?;
-                if !self.fits(need) {
+        let tied = tie_first && recs.len() > 1;
+        let mut raw = Vec::new();
+        let mut cur = self.unit(recs, sizes, 0, self.avail(), &mut raw);
+        while let Some(mut u) = cur.take() {
+            let mut rotated = false;
+            let (size, next) = loop {
+                let size = u.size(sizes);
+                let after = self.avail().saturating_sub(size);
+                let next = self.unit(recs, sizes, u.span.end, after, &mut raw);
+                let need = match &next {
+                    Some(n) if u.span.start == 0 && tied => size + n.size(sizes),
+                    _ => size,
+                };
+                if self.fits(need) {
+                    break (size, next);
+                }
+                if rotated {
                     return Err(Error::EntryTooLarge {
                         size: need as u64,
-                        max: self.room().saturating_sub(SEAL_LEN) as u64,
+                        max: self.avail() as u64,
                     });
                 }
-            }
-            let next_fits = match sizes.get(i + 1) {
-                Some(n) => self.fits(sizes[i] + n),
-                None => false,
+                self.apply_staged(recs, staged, written)?;
+                self.rotate(true)?;
+                rotated = true;
+                if u.cut {
+                    // Formed for the old chunk's short room: form it again for this one.
+                    let start = u.span.start;
+                    u = self
+                        .unit(recs, sizes, start, self.avail(), &mut raw)
+                        .unwrap_or(Unit::one(start, false));
+                }
             };
-            let flags = if next_fits || (i == 0 && tie_first && recs.len() > 1) {
+            let next_fits = next
+                .as_ref()
+                .is_some_and(|n| self.fits(size + n.size(sizes)));
+            let flags = if next_fits || (u.span.start == 0 && tied) {
                 FLAG_CONTINUES
             } else {
                 0
             };
-            let off = self.stage(rec, flags)?;
+            match &u.batch {
+                Some((head, data)) => {
+                    let off = self.stage(&Record::Batch { head: *head, data }, flags)?;
+                    // footer-wiring: the footer builder records a Batch as a run of its
+                    // `head.count` members, every offset `off` (docs/format.md).
+                    staged.push((Staged::Batch(*head), off));
+                }
+                None => {
+                    let off = self.stage(&recs[u.span.start], flags)?;
+                    staged.push((Staged::Rec(u.span.start), off));
+                }
+            }
             self.config.run_fail_point("write.after_put");
-            staged.push((i, off));
             if self.staged >= STAGE_MAX {
                 self.apply_staged(recs, staged, written)?;
             }
+            cur = next;
         }
         Ok(())
+    }
+
+    /// The unit starting at `recs[i]` for `avail` free bytes (see [`unit_at`]).
+    fn unit(
+        &self,
+        recs: &[Record<'_>],
+        sizes: &[usize],
+        i: usize,
+        avail: usize,
+        raw: &mut Vec<u8>,
+    ) -> Option<Unit> {
+        let version = self.active.header.version;
+        unit_at(&self.config, version, recs, sizes, i, avail, raw)
+    }
+
+    /// The most bytes a record may take and still [`Writer::fits`] (the two must agree).
+    fn avail(&self) -> usize {
+        self.room().saturating_sub(SEAL_LEN)
     }
 
     /// Write and publish the staged records, then apply them to the state and the index
@@ -250,7 +305,7 @@ impl Writer {
     fn apply_staged(
         &mut self,
         recs: &[Record<'_>],
-        staged: &mut Vec<(usize, usize)>,
+        staged: &mut Vec<(Staged, usize)>,
         written: &mut Vec<u64>,
     ) -> Result<()> {
         if staged.is_empty() {
@@ -258,12 +313,19 @@ impl Writer {
         }
         self.commit()?;
         let seq = self.active.seq;
-        for (i, off) in staged.drain(..) {
-            let rec = &recs[i];
+        for (what, off) in staged.drain(..) {
+            let rec = match &what {
+                Staged::Rec(i) => recs[*i],
+                // Replay needs the head only.
+                Staged::Batch(head) => Record::Batch {
+                    head: *head,
+                    data: &[],
+                },
+            };
             if let Err(k) = apply(
                 &mut self.state,
                 &self.shared.index,
-                rec,
+                &rec,
                 seq,
                 off,
                 &mut Bytes::copy_from_slice,
@@ -277,19 +339,23 @@ impl Writer {
                     .poison("apply a checked record", Some(path), source);
                 return Err(Error::corrupt(seq, off as u64, k));
             }
-            self.note(rec, seq, off, written);
+            self.note(&rec, seq, off, written);
         }
         Ok(())
     }
 
     /// Bookkeeping after record `rec` at `(seq, off)` was applied.
     fn note(&mut self, rec: &Record<'_>, seq: u64, off: usize, written: &mut Vec<u64>) {
+        if let Some(last) = rec.last_entry_index() {
+            if let Some(m) = self.metas.back_mut() {
+                m.max_index = Some(m.max_index.map_or(last, |x| x.max(last)));
+            }
+        }
         match rec {
-            Record::Entry { id, .. } => {
-                if let Some(m) = self.metas.back_mut() {
-                    m.max_index = Some(m.max_index.map_or(id.index, |x| x.max(id.index)));
-                }
-                written.push(DurableState::pack(seq, off));
+            Record::Entry { .. } => written.push(DurableState::pack(seq, off)),
+            Record::Batch { head, .. } => {
+                let pos = DurableState::pack(seq, off);
+                written.extend(std::iter::repeat_n(pos, head.count as usize));
             }
             Record::Truncate { since, last } => {
                 self.shared.cache.remove_from(*since);

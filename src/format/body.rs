@@ -1,5 +1,6 @@
 //! Record bodies: what each record kind means and how it is laid out.
 
+use super::batch::{BatchHead, BATCH_HEAD_LEN, BATCH_MIN_VERSION};
 use crate::error::CorruptionKind;
 use crate::types::LogId;
 
@@ -11,6 +12,7 @@ const KIND_VOTE: u8 = 5;
 const KIND_USER_DATA: u8 = 6;
 const KIND_STATE: u8 = 7;
 const KIND_SEAL: u8 = 8;
+const KIND_BATCH: u8 = 10;
 
 /// A full image of the non-entry state; the first record of every chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,6 +71,14 @@ pub enum Record<'a> {
     State(StateImage<'a>),
     /// The chunk is complete; nothing follows.
     Seal,
+    /// Entries `head.first..=head.last()` of term `head.term`, compressed into one block
+    /// (format v2; see `batch.rs`).
+    Batch {
+        /// What replay needs: the members' indexes and term, the codec, the raw length.
+        head: BatchHead,
+        /// The compressed raw block.
+        data: &'a [u8],
+    },
 }
 
 fn put_id(dst: &mut [u8], at: usize, id: LogId) -> usize {
@@ -151,6 +161,16 @@ impl<'a> Record<'a> {
             Record::UserData { .. } => KIND_USER_DATA,
             Record::State(_) => KIND_STATE,
             Record::Seal => KIND_SEAL,
+            Record::Batch { .. } => KIND_BATCH,
+        }
+    }
+
+    /// The highest entry index this record writes (an entry, or a batch's last member).
+    pub fn last_entry_index(&self) -> Option<u64> {
+        match self {
+            Record::Entry { id, .. } => Some(id.index),
+            Record::Batch { head, .. } => Some(head.last()),
+            _ => None,
         }
     }
 
@@ -165,6 +185,7 @@ impl<'a> Record<'a> {
             KIND_USER_DATA => "user_data",
             KIND_STATE => "state",
             KIND_SEAL => "seal",
+            KIND_BATCH => "batch",
             _ => "unknown",
         }
     }
@@ -185,6 +206,7 @@ impl<'a> Record<'a> {
                     + s.user_data.map_or(0, |u| 4 + u.len())
             }
             Record::Seal => 0,
+            Record::Batch { data, .. } => BATCH_HEAD_LEN + data.len(),
         }
     }
 
@@ -235,7 +257,21 @@ impl<'a> Record<'a> {
                 }
             }
             Record::Seal => {}
+            Record::Batch { head, data } => {
+                head.write(&mut dst[..BATCH_HEAD_LEN]);
+                dst[BATCH_HEAD_LEN..].copy_from_slice(data);
+            }
         }
+    }
+
+    /// [`Record::decode`] for a record of a chunk whose header says format `version`:
+    /// kinds newer than the chunk's format are unknown there ([`CorruptionKind::UnknownKind`]),
+    /// exactly as a build of that version would find them.
+    pub fn decode_in(version: u32, kind: u8, body: &'a [u8]) -> Result<Record<'a>, CorruptionKind> {
+        if kind == KIND_BATCH && version < BATCH_MIN_VERSION {
+            return Err(CorruptionKind::UnknownKind { kind });
+        }
+        Self::decode(kind, body)
     }
 
     /// Decode a body of the given kind. Total: never panics.
@@ -296,6 +332,10 @@ impl<'a> Record<'a> {
                 c.finish(Record::State(s))
             }
             KIND_SEAL => c.finish(Record::Seal),
+            KIND_BATCH => {
+                let (head, data) = BatchHead::decode(body)?;
+                Ok(Record::Batch { head, data })
+            }
             other => Err(CorruptionKind::UnknownKind { kind: other }),
         }
     }

@@ -1,11 +1,17 @@
 //! The on-disk byte layout: chunk headers, record frames and record bodies. Pure, no I/O.
 
+mod batch;
 mod body;
 mod header;
 mod record;
 #[cfg(test)]
 mod tests;
 
+pub use batch::BatchHead;
+#[cfg(feature = "compression")]
+pub use batch::{compress_into, decompress, BATCH_MIN_VERSION};
+#[cfg(any(test, feature = "testing", feature = "compression"))]
+pub use batch::{member_ranges, push_member, BATCH_HEAD_LEN, CODEC_LZ4, MEMBER_LEN_BYTES};
 pub use body::{Record, StateImage};
 #[cfg(any(test, feature = "testing"))]
 pub use header::CHUNK_MAGIC;

@@ -1,5 +1,9 @@
 //! Bounded payload cache. Holds whole append batches (one `SkipMap` node per batch), evicts
 //! oldest first, and only batches that are entirely durable.
+//!
+//! Lookups are lock-free. Changes (the writer's inserts, truncates, purges and evictions,
+//! and a reader's insert of a decompressed Batch record's members) take one mutex, so the
+//! counters stay exact and cached batches never overlap.
 
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -7,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
+use parking_lot::Mutex;
 
 use crate::observe::Metrics;
 
@@ -76,6 +81,8 @@ pub struct PayloadCache {
     misses: AtomicU64,
     evictions: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Held by every change of `map` (lookups take none).
+    change: Mutex<()>,
 }
 
 impl PayloadCache {
@@ -91,6 +98,7 @@ impl PayloadCache {
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             metrics: Arc::default(),
+            change: Mutex::new(()),
         }
     }
 
@@ -107,13 +115,72 @@ impl PayloadCache {
         if pos.is_empty() || pos.len() != payloads.len() {
             return;
         }
-        let b = Batch::new(first, pos.into(), payloads.into());
+        let _change = self.change.lock();
+        self.insert_locked(Batch::new(first, pos.into(), payloads.into()), evictable);
+    }
+
+    fn insert_locked(&self, b: Batch, evictable: Option<u64>) {
         if b.pos.len() > self.max_items || b.bytes > self.max_bytes {
             return;
         }
         self.account(b.pos.len(), b.bytes, true);
-        self.map.insert(first, Arc::new(b));
-        self.evict(evictable, false);
+        self.map.insert(b.first, Arc::new(b));
+        self.evict_locked(evictable, false);
+    }
+
+    /// Cache what a reader decompressed: the members `first..` of one Batch record at write
+    /// position `pos`. Any thread may call it. Only members that `held` (the entry index, read
+    /// under the cache's lock) still places at `pos` are cached, and only where no cached
+    /// batch holds them already: the writer changes the index before the cache, so a member
+    /// a racing truncate or purge removed is either skipped here or removed by that change
+    /// after this insert.
+    #[cfg(any(test, feature = "compression"))]
+    pub fn insert_read(
+        &self,
+        first: u64,
+        pos: u64,
+        payloads: &[Bytes],
+        held: impl Fn(u64) -> bool,
+        evictable: Option<u64>,
+    ) {
+        let Some(n) = (payloads.len() as u64).checked_sub(1) else {
+            return;
+        };
+        if first.checked_add(n).is_none() {
+            return;
+        }
+        let _change = self.change.lock();
+        // Truncates and purges remove a suffix or a prefix: the members still held are one
+        // run, found from both ends.
+        let (mut lo, mut hi) = (0, n);
+        while lo <= hi && !held(first + lo) {
+            lo += 1;
+        }
+        if lo > hi {
+            return;
+        }
+        while !held(first + hi) {
+            hi -= 1;
+        }
+        let (mut a, mut b) = (first + lo, first + hi);
+        if let Some(prev) = self.map.upper_bound(Bound::Included(&a)) {
+            if prev.value().last() >= a {
+                match prev.value().last().checked_add(1) {
+                    Some(next) => a = next,
+                    None => return,
+                }
+            }
+        }
+        if let Some(next) = self.map.lower_bound(Bound::Included(&a)) {
+            b = b.min(next.key().saturating_sub(1));
+        }
+        if a > b {
+            return;
+        }
+        let (from, to) = ((a - first) as usize, (b - first) as usize + 1);
+        let slots = vec![pos; to - from].into_boxed_slice();
+        let batch = Batch::new(a, slots, payloads[from..to].into());
+        self.insert_locked(batch, evictable);
     }
 
     fn account(&self, items: usize, bytes: usize, add: bool) {
@@ -167,6 +234,11 @@ impl PayloadCache {
     /// Evict oldest-first while over bounds (or everything, with `all`), only batches whose
     /// last index is <= `evictable`.
     pub fn evict(&self, evictable: Option<u64>, all: bool) {
+        let _change = self.change.lock();
+        self.evict_locked(evictable, all);
+    }
+
+    fn evict_locked(&self, evictable: Option<u64>, all: bool) {
         let Some(limit) = evictable else { return };
         while all || self.over() {
             let Some(e) = self.map.front() else { break };
@@ -184,6 +256,7 @@ impl PayloadCache {
 
     /// Drop entries with index >= `since` (truncate).
     pub fn remove_from(&self, since: u64) {
+        let _change = self.change.lock();
         while let Some(e) = self.map.back() {
             let b = e.value();
             if b.last() < since {
@@ -203,6 +276,7 @@ impl PayloadCache {
 
     /// Drop entries with index <= `upto` (purge).
     pub fn remove_upto(&self, upto: u64) {
+        let _change = self.change.lock();
         while let Some(e) = self.map.front() {
             let b = e.value();
             if b.first > upto {
@@ -277,6 +351,28 @@ mod tests {
         assert!(c.get(12, 12).is_some());
         let s = c.stat();
         assert_eq!((s.hits, s.misses), (2, 3));
+    }
+
+    #[test]
+    fn reader_inserts_skip_removed_and_cached_members() {
+        let c = PayloadCache::new(100, 1 << 20);
+        ins(&c, 12, 2, None);
+        let p: Vec<Bytes> = (10..20).map(|i| Bytes::from(vec![i as u8; 2])).collect();
+        // 10..20 decompressed at position 7; 19 was truncated meanwhile; 12..=13 cached.
+        c.insert_read(10, 7, &p, |i| i < 19, None);
+        assert_eq!(c.stat().items, 4, "10, 11 added; 12, 13 kept");
+        assert_eq!(c.get(10, 7).as_deref(), Some(&[10u8; 2][..]));
+        assert_eq!(c.get(12, 12).as_deref(), Some(&[12u8; 4][..]));
+        assert!(c.get(12, 7).is_none() && c.get(14, 7).is_none());
+        c.insert_read(10, 7, &p, |i| i < 19, None);
+        assert_eq!(c.stat().items, 4, "nothing twice");
+        c.insert_read(14, 7, &p[4..], |i| i < 19, None);
+        assert_eq!(c.stat().items, 9, "14..=18");
+        assert!(c.get(19, 7).is_none());
+        c.insert_read(30, 9, &p, |_| false, None);
+        assert_eq!(c.stat().items, 9, "nothing held");
+        c.remove_from(0);
+        assert_eq!((c.stat().items, c.stat().bytes), (0, 0));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod adapter;
 mod basic;
 mod callbacks;
 mod common;
+mod compression;
 mod concurrent;
 mod corruption;
 mod crash_image;

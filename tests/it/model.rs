@@ -76,10 +76,17 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn run(ops: Vec<Op>) {
+    run_with(ops, cfg)
+}
+
+/// [`run`] on logs opened with `config` (compressible payloads if it compresses).
+fn run_with(ops: Vec<Op>, config: fn(&std::path::Path) -> chunkwal::Config) {
     let d = tempfile::tempdir().unwrap();
+    let open = |p: &std::path::Path| Wal::open(config(p)).expect("open");
     let mut wal = Some(open(d.path()));
     let mut m = Model {
         term: 1,
+        compressible: config(d.path()).compression != chunkwal::Compression::None,
         ..Model::default()
     };
     for op in ops {
@@ -302,5 +309,21 @@ proptest! {
     #[test]
     fn wal_matches_btreemap_model(ops in proptest::collection::vec(op(), 1..60)) {
         run(ops);
+    }
+}
+
+/// The same model with LZ4 batch compression on and compressible payloads (a low threshold,
+/// so most appends write Batch records, and small chunks, so batches meet rotation).
+#[cfg(feature = "compression")]
+fn lz4_cfg(dir: &std::path::Path) -> chunkwal::Config {
+    cfg(dir).compression(chunkwal::Compression::lz4(64))
+}
+
+#[cfg(feature = "compression")]
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #[test]
+    fn wal_matches_btreemap_model_compressed(ops in proptest::collection::vec(op(), 1..60)) {
+        run_with(ops, lz4_cfg);
     }
 }

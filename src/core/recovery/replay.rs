@@ -17,7 +17,6 @@ use crate::config::{Config, RecoveryMode};
 use crate::core::shared::apply;
 use crate::core::writer::ChunkMeta;
 use crate::error::{CorruptionKind, Error, Result};
-use crate::format::Record;
 use crate::index::EntryIndex;
 use crate::types::LogState;
 
@@ -215,8 +214,8 @@ impl Replayed {
         let mut copy = |b: &[u8]| Bytes::copy_from_slice(b);
         let tag = chunk.header.epoch_tag();
         let verdict = scan_chunk_checked(bytes, seq, tag, is_last, writer.is_some(), &mut |s| {
-            if let Record::Entry { id, .. } = s.record {
-                meta.max_index = Some(meta.max_index.map_or(id.index, |m| m.max(id.index)));
+            if let Some(i) = s.record.last_entry_index() {
+                meta.max_index = Some(meta.max_index.map_or(i, |m| m.max(i)));
             }
             apply(state, index, &s.record, seq, s.offset, &mut copy)
                 .map_err(|k| Error::corrupt(seq, s.offset as u64, k))
