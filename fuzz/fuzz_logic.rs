@@ -73,7 +73,8 @@ fn temp_dir() -> tempfile::TempDir {
 // ---------------------------------------------------------------------------------------
 
 /// Frame, record and header decoding plus `scan_chunk` on arbitrary bytes. Layout: a 4-byte
-/// epoch tag, one control byte (bit 0: scan as the last chunk), then the bytes.
+/// epoch tag, one control byte (bit 0: scan as the last chunk; bit 1: as a v2 chunk), then
+/// the bytes.
 /// Returns how many records the scan accepted.
 pub fn record_parser(data: &[u8]) -> usize {
     let mut inp = Input::new(data);
@@ -84,7 +85,10 @@ pub fn record_parser(data: &[u8]) -> usize {
         *tag.get(2).unwrap_or(&0),
         *tag.get(3).unwrap_or(&0),
     ]);
-    let is_last = inp.u8().unwrap_or(0) & 1 == 1;
+    let ctl = inp.u8().unwrap_or(0);
+    let is_last = ctl & 1 == 1;
+    // Bit 1: scan as a format v2 chunk (record kinds 9 and up are known there).
+    let version = 1 + u32::from((ctl >> 1) & 1);
     let rest = &data[data.len().min(5)..];
 
     if let Ok(f) = decode_frame(rest, tag) {
@@ -116,7 +120,7 @@ pub fn record_parser(data: &[u8]) -> usize {
     }
     let mut prev_end = HEADER_LEN;
     let mut seen = 0;
-    let r = scan_chunk(rest, 3, tag, is_last, &mut |s| {
+    let r = scan_chunk(rest, 3, tag, version, is_last, &mut |s| {
         assert!(s.offset >= prev_end, "records out of order");
         assert!(s.offset + s.encoded_len <= rest.len().max(HEADER_LEN) + 7);
         prev_end = s.offset + s.encoded_len;

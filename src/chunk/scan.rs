@@ -52,16 +52,18 @@ pub enum Tail {
 }
 
 /// Scan `bytes` (a whole chunk file, header included), calling `visit` for each record of
-/// each *complete* atomic group, in order. `is_last` says whether this is the newest chunk,
-/// the only one allowed to end without a seal.
+/// each *complete* atomic group, in order. `epoch_tag` and `version` come from the chunk's
+/// header: record kinds new in format v2 are unknown (corruption) in a v1 chunk. `is_last`
+/// says whether this is the newest chunk, the only one allowed to end without a seal.
 pub fn scan_chunk<'a>(
     bytes: &'a [u8],
     seq: u64,
     epoch_tag: u32,
+    version: u32,
     is_last: bool,
     visit: &mut dyn FnMut(&Scanned<'a>) -> Result<()>,
 ) -> Result<Tail> {
-    scan_chunk_checked(bytes, seq, epoch_tag, is_last, true, visit)
+    scan_chunk_checked(bytes, seq, epoch_tag, version, is_last, true, visit)
 }
 
 /// [`scan_chunk`] with the per-record CRC check optional. Without it, the caller must verify
@@ -73,6 +75,7 @@ pub fn scan_chunk_checked<'a>(
     bytes: &'a [u8],
     seq: u64,
     epoch_tag: u32,
+    version: u32,
     is_last: bool,
     verify_crc: bool,
     visit: &mut dyn FnMut(&Scanned<'a>) -> Result<()>,
@@ -86,7 +89,7 @@ pub fn scan_chunk_checked<'a>(
             Err(FrameError::Truncated) => break None,
             Err(FrameError::Corrupt(k)) => break Some(k),
         };
-        let record = match Record::decode(frame.kind, frame.body) {
+        let record = match Record::decode_in(version, frame.kind, frame.body) {
             Ok(r) => r,
             // The checksum matched, so these bytes were written as they are: not a torn write.
             Err(k) => return Err(Error::corrupt(seq, pos as u64, k)),
@@ -129,7 +132,7 @@ pub fn scan_chunk_checked<'a>(
     }
     // Something non-zero follows. If any later intact record says (through its durable hint)
     // that the damaged bytes had been synced, this is corruption, not a torn write.
-    if let Some(later) = later_proof(bytes, pos, garbage_end, epoch_tag) {
+    if let Some(later) = later_proof(bytes, pos, garbage_end, epoch_tag, version) {
         return Err(Error::corrupt(
             seq,
             pos as u64,
@@ -207,13 +210,19 @@ fn last_tagged(bytes: &[u8], from: usize, limit: usize, tag: u32) -> Option<usiz
 }
 
 /// Offset of an intact record after `damaged` whose durable hint covers `damaged`.
-fn later_proof(bytes: &[u8], damaged: usize, limit: usize, epoch_tag: u32) -> Option<usize> {
+fn later_proof(
+    bytes: &[u8],
+    damaged: usize,
+    limit: usize,
+    epoch_tag: u32,
+    version: u32,
+) -> Option<usize> {
     let mut p = damaged + RECORD_ALIGN;
     while p < limit && p + RECORD_HEADER_LEN <= bytes.len() {
         // Cheap filter before a full decode.
         if carries_tag(bytes, p, epoch_tag) {
             if let Ok(f) = decode_frame(&bytes[p..], epoch_tag) {
-                if Record::decode(f.kind, f.body).is_ok() && f.hint as usize > damaged {
+                if Record::decode_in(version, f.kind, f.body).is_ok() && f.hint as usize > damaged {
                     return Some(p);
                 }
             }

@@ -82,6 +82,11 @@ pub enum OwnedRecord {
     State(LogState),
     /// End of chunk.
     Seal,
+    /// The seal-time footer of a v2 chunk (format v2): the raw Index body.
+    Index {
+        /// The body bytes (see `docs/format.md`).
+        body: Bytes,
+    },
 }
 
 impl OwnedRecord {
@@ -106,6 +111,7 @@ impl OwnedRecord {
                 user_data: s.user_data.map(b),
             }),
             Record::Seal => OwnedRecord::Seal,
+            Record::Index { body } => OwnedRecord::Index { body: b(body) },
         }
     }
 
@@ -120,6 +126,7 @@ impl OwnedRecord {
             OwnedRecord::UserData { .. } => "user_data",
             OwnedRecord::State(_) => "state",
             OwnedRecord::Seal => "seal",
+            OwnedRecord::Index { .. } => "index",
         }
     }
 }
@@ -197,6 +204,7 @@ impl Wal {
                 c.region.bytes(),
                 c.seq,
                 c.header.epoch_tag(),
+                c.header.version,
                 i + 1 == n,
                 &mut |sc| {
                     out.push(DumpRecord {

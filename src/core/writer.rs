@@ -12,7 +12,10 @@ use crate::chunk::{chunk_path, Chunk, PreparedChunk, RegionWriter};
 use crate::config::Config;
 use crate::error::{copy_io, Error, Result};
 use crate::flush::{Callback, DurableState, Job, SyncOwner, Target, WorkerHandle};
-use crate::format::{encoded_len, write_frame, Record, StateImage, FLAG_CONTINUES, HEADER_LEN};
+use crate::format::{
+    encoded_len, write_frame, FooterBuilder, Record, StateImage, BODY_HEAD_LEN, FLAG_CONTINUES,
+    FOOTER_VERSION, HEADER_LEN, MAX_GROWTH_PER_RECORD, TRAILER_LEN,
+};
 use crate::types::{LogId, LogState};
 
 /// Bytes kept free at the end of every chunk for its seal record.
@@ -51,16 +54,30 @@ pub(crate) struct Writer {
     pub stage: Vec<u8>,
     /// Bytes of `stage` in use.
     pub staged: usize,
+    /// The active chunk's footer, collected as records are staged (see [`Writer::seal`]):
+    /// `Some` for a chunk of format v2 or later, `None` for a v1 chunk (which is sealed
+    /// without one and keeps the v1 reserve).
+    pub footer: Option<FooterBuilder>,
 }
 
-/// Largest payload accepted for a given chunk size.
+/// Largest payload accepted for a given chunk size: one that passes this check always fits
+/// in a fresh chunk (format v2, with its footer reserve).
 pub(crate) fn max_payload(chunk_size: u64) -> u64 {
     // Room for the header, the seal, a state image with vote and user data at their own
     // maximum (chunk_size / 8 each), and a truncate record that may share the group.
     let state_max = encoded_len(1 + 48 + 8 + 2 * (chunk_size as usize / 8));
+    // The footer reserve `fits` keeps when the truncate and the entry are checked, after
+    // the state image (bounded by `MAX_GROWTH_PER_RECORD` for each of the three records).
+    let footer = footer_reserve(BODY_HEAD_LEN, 3);
     // The largest truncate record: since, presence byte, log id.
-    let room = chunk_size as usize - HEADER_LEN - SEAL_LEN - state_max - encoded_len(25);
+    let room = chunk_size as usize - HEADER_LEN - footer - state_max - encoded_len(25);
     (room - encoded_len(16) - 8) as u64
+}
+
+/// Bytes to keep free after a v2 chunk's records so that `records` more of them, the Index
+/// record they grow from a body of `body_len` bytes, the Seal and the trailer all fit.
+fn footer_reserve(body_len: usize, records: usize) -> usize {
+    encoded_len(body_len + records * MAX_GROWTH_PER_RECORD) + SEAL_LEN + TRAILER_LEN
 }
 
 /// Largest vote or user data accepted.
@@ -74,9 +91,31 @@ impl Writer {
     }
 
     /// Encode one record after the cursor and what is already staged; nothing reaches the
-    /// file before [`Writer::commit`]. Returns the record's offset.
+    /// file before [`Writer::commit`]. Returns the record's offset. The record goes into
+    /// the active chunk's footer too.
     fn stage(&mut self, rec: &Record<'_>, flags: u8) -> Result<usize> {
-        let body = rec.body_len();
+        // The buffer is reused without clearing: an entry's frame writes every byte (header,
+        // id, payload, padding); other bodies may skip bytes, so those start from zeros.
+        let zero = !matches!(rec, Record::Entry { .. });
+        let off = self.stage_frame(rec.kind(), flags, rec.body_len(), zero, |b| {
+            rec.write_body(b)
+        })?;
+        if let Some(f) = &mut self.footer {
+            // Offsets are below the chunk size, at most 1 GiB.
+            f.push(rec, off as u32);
+        }
+        Ok(off)
+    }
+
+    /// Stage a frame of `kind` whose body `fill` writes (into zeros if `zero`).
+    fn stage_frame(
+        &mut self,
+        kind: u8,
+        flags: u8,
+        body: usize,
+        zero: bool,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<usize> {
         let size = encoded_len(body);
         if size > self.room() {
             return Err(Error::EntryTooLarge {
@@ -91,14 +130,10 @@ impl Writer {
             self.stage.resize(at + size, 0);
         }
         let dst = &mut self.stage[at..at + size];
-        // The buffer is reused without clearing: an entry's frame writes every byte (header,
-        // id, payload, padding); other bodies may skip bytes, so those start from zeros.
-        if !matches!(rec, Record::Entry { .. }) {
+        if zero {
             dst.fill(0);
         }
-        write_frame(dst, rec.kind(), flags, tag, hint, body, |b| {
-            rec.write_body(b)
-        });
+        write_frame(dst, kind, flags, tag, hint, body, fill);
         self.staged = at + size;
         Ok(self.w.cursor() + at)
     }
@@ -143,8 +178,19 @@ impl Writer {
         self.w.remaining() - self.staged
     }
 
-    fn fits(&self, bytes: usize) -> bool {
-        bytes + SEAL_LEN <= self.room()
+    /// Whether `records` records of `bytes` encoded bytes in all fit after what is staged,
+    /// keeping the room sealing needs: the Seal, and in a v2 chunk the footer (grown by
+    /// these records) and the trailer.
+    fn fits(&self, bytes: usize, records: usize) -> bool {
+        bytes + self.reserve(records) <= self.room()
+    }
+
+    /// Room [`Writer::fits`] keeps free after `records` more records.
+    fn reserve(&self, records: usize) -> usize {
+        match &self.footer {
+            Some(f) => footer_reserve(f.body_len(), records),
+            None => SEAL_LEN,
+        }
     }
 
     /// Write `recs` as atomic groups (one group per chunk they land in) and apply them.
@@ -163,7 +209,7 @@ impl Writer {
         // A batch that needs a new chunk gets it before anything is written, so a full
         // disk fails the call with nothing changed.
         let sizes: Vec<usize> = recs.iter().map(|r| encoded_len(r.body_len())).collect();
-        if !self.fits(sizes.iter().sum()) {
+        if !self.fits(sizes.iter().sum(), sizes.len()) {
             self.ensure_spare()?;
         }
         let mut written = Vec::with_capacity(payloads.len());
@@ -211,23 +257,23 @@ impl Writer {
         staged: &mut Vec<(usize, usize)>,
     ) -> Result<()> {
         for (i, rec) in recs.iter().enumerate() {
-            let need = if i == 0 && tie_first && recs.len() > 1 {
-                sizes[0] + sizes[1]
+            let (need, n) = if i == 0 && tie_first && recs.len() > 1 {
+                (sizes[0] + sizes[1], 2)
             } else {
-                sizes[i]
+                (sizes[i], 1)
             };
-            if !self.fits(need) {
+            if !self.fits(need, n) {
                 self.apply_staged(recs, staged, written)?;
                 self.rotate(true)?;
-                if !self.fits(need) {
+                if !self.fits(need, n) {
                     return Err(Error::EntryTooLarge {
                         size: need as u64,
-                        max: self.room().saturating_sub(SEAL_LEN) as u64,
+                        max: self.room().saturating_sub(self.reserve(n)) as u64,
                     });
                 }
             }
             let next_fits = match sizes.get(i + 1) {
-                Some(n) => self.fits(sizes[i] + n),
+                Some(n) => self.fits(sizes[i] + n, 2),
                 None => false,
             };
             let flags = if next_fits || (i == 0 && tie_first && recs.len() > 1) {
@@ -320,7 +366,7 @@ impl Writer {
         let (v, u, mut img) = self.state_image();
         img.vote = v.as_deref();
         img.user_data = u.as_deref();
-        self.fits(encoded_len(Record::State(img).body_len()))
+        self.fits(encoded_len(Record::State(img).body_len()), 1)
     }
 
     /// Empty the log: a state image with no entries and no purge point (vote and user data
@@ -354,7 +400,7 @@ impl Writer {
         img.vote = vote.as_deref();
         img.user_data = ud.as_deref();
         let rec = Record::State(img);
-        if !self.fits(encoded_len(rec.body_len())) {
+        if !self.fits(encoded_len(rec.body_len()), 1) {
             return Err(Error::EntryTooLarge {
                 size: rec.body_len() as u64,
                 max: self.w.remaining() as u64,
@@ -426,12 +472,13 @@ impl Writer {
         let seq = spare.seq;
         span.record("new", seq);
         if seal_old {
-            self.put(&Record::Seal, 0)?;
+            self.seal()?;
         }
         let PreparedChunk { header, mut w, .. } = spare;
+        // The old chunk is synced to its file's end, trailer included.
         self.owner.rotate(
             self.active.seq,
-            self.w.cursor(),
+            self.w.region().len(),
             seq,
             Arc::clone(w.region()),
             HEADER_LEN,
@@ -448,12 +495,51 @@ impl Writer {
         self.active = chunk;
         self.w = w;
         self.prefault.reset();
+        let mut footer = self.footer.take().unwrap_or_default();
+        footer.clear();
+        self.footer = (header.version >= FOOTER_VERSION).then_some(footer);
         self.metas.push_back(ChunkMeta {
             seq,
             max_index: None,
         });
         self.put_state()?;
         tracing::debug!(seq, "rotated to a new chunk");
+        Ok(())
+    }
+
+    /// End the active chunk. A v2 chunk gets its footer: the Index record and the Seal as
+    /// one group, then the trailer in the file's last bytes (past every record, never
+    /// published: only open reads it). A v1 chunk, or one whose footer would not fit (only
+    /// a chunk written without the v2 reserve), gets the Seal alone and is scanned at open.
+    fn seal(&mut self) -> Result<()> {
+        debug_assert_eq!(self.staged, 0, "sealing with records staged");
+        let end = self.w.region().len();
+        let footer = self.footer.take().filter(|f| {
+            let need = encoded_len(f.body_len()) + SEAL_LEN + TRAILER_LEN;
+            f.encodable() && self.w.cursor() + need <= end
+        });
+        let Some(f) = footer else {
+            self.put(&Record::Seal, 0)?;
+            return Ok(());
+        };
+        let kind = Record::Index { body: &[] }.kind();
+        let index_off = self.stage_frame(kind, FLAG_CONTINUES, f.body_len(), false, |b| {
+            f.encode_body(b)
+        })?;
+        let seal_off = self.stage(&Record::Seal, 0)?;
+        self.commit()?;
+        let trailer = f
+            .trailer(self.tag(), index_off as u32, seal_off as u32)
+            .encode();
+        self.footer = Some(f);
+        if let Err(e) = self.w.write_at_end(&trailer) {
+            let path = self.w.region().path();
+            let returned = Error::io("write chunk trailer", path, copy_io(&e));
+            self.shared
+                .poison
+                .poison("write chunk trailer", Some(path), e);
+            return Err(returned);
+        }
         Ok(())
     }
 

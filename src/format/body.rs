@@ -11,6 +11,10 @@ const KIND_VOTE: u8 = 5;
 const KIND_USER_DATA: u8 = 6;
 const KIND_STATE: u8 = 7;
 const KIND_SEAL: u8 = 8;
+/// The seal-time footer (format v2; see `footer`).
+const KIND_INDEX: u8 = 9;
+/// Kinds from this one on are new in format v2: in a v1 chunk they are unknown.
+const FIRST_V2_KIND: u8 = KIND_INDEX;
 
 /// A full image of the non-entry state; the first record of every chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,6 +73,12 @@ pub enum Record<'a> {
     State(StateImage<'a>),
     /// The chunk is complete; nothing follows.
     Seal,
+    /// The seal-time footer of a v2 chunk (its body is decoded by
+    /// [`decode_body`](super::decode_body), not here); replay ignores it.
+    Index {
+        /// The raw Index body.
+        body: &'a [u8],
+    },
 }
 
 fn put_id(dst: &mut [u8], at: usize, id: LogId) -> usize {
@@ -151,6 +161,7 @@ impl<'a> Record<'a> {
             Record::UserData { .. } => KIND_USER_DATA,
             Record::State(_) => KIND_STATE,
             Record::Seal => KIND_SEAL,
+            Record::Index { .. } => KIND_INDEX,
         }
     }
 
@@ -165,6 +176,7 @@ impl<'a> Record<'a> {
             KIND_USER_DATA => "user_data",
             KIND_STATE => "state",
             KIND_SEAL => "seal",
+            KIND_INDEX => "index",
             _ => "unknown",
         }
     }
@@ -185,6 +197,7 @@ impl<'a> Record<'a> {
                     + s.user_data.map_or(0, |u| 4 + u.len())
             }
             Record::Seal => 0,
+            Record::Index { body } => body.len(),
         }
     }
 
@@ -235,7 +248,17 @@ impl<'a> Record<'a> {
                 }
             }
             Record::Seal => {}
+            Record::Index { body } => dst.copy_from_slice(body),
         }
+    }
+
+    /// [`Record::decode`] for a record of a chunk whose header has format `version`: kinds
+    /// new in v2 (9 and up) are unknown in a v1 chunk, as they were before v2 existed.
+    pub fn decode_in(version: u32, kind: u8, body: &'a [u8]) -> Result<Record<'a>, CorruptionKind> {
+        if version < 2 && kind >= FIRST_V2_KIND {
+            return Err(CorruptionKind::UnknownKind { kind });
+        }
+        Self::decode(kind, body)
     }
 
     /// Decode a body of the given kind. Total: never panics.
@@ -296,6 +319,7 @@ impl<'a> Record<'a> {
                 c.finish(Record::State(s))
             }
             KIND_SEAL => c.finish(Record::Seal),
+            KIND_INDEX => Ok(Record::Index { body }),
             other => Err(CorruptionKind::UnknownKind { kind: other }),
         }
     }

@@ -1,12 +1,21 @@
 //! The on-disk byte layout: chunk headers, record frames and record bodies. Pure, no I/O.
 
 mod body;
+mod footer;
+#[cfg(test)]
+mod footer_tests;
 mod header;
 mod record;
 #[cfg(test)]
 mod tests;
 
 pub use body::{Record, StateImage};
+#[cfg(any(test, feature = "testing"))]
+pub use footer::{decode_body, Footer, Run, Trailer, TRAILER_MAGIC};
+pub use footer::{
+    read_footer, FooterBuilder, FooterError, Item, BODY_HEAD_LEN, FOOTER_VERSION,
+    MAX_GROWTH_PER_RECORD, TRAILER_LEN,
+};
 #[cfg(any(test, feature = "testing"))]
 pub use header::CHUNK_MAGIC;
 pub use header::{ChunkHeader, HeaderError, FORMAT_VERSION, HEADER_LEN};

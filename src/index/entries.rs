@@ -241,6 +241,22 @@ impl EntryIndex {
     }
 }
 
+impl EntryIndex {
+    /// Append `offsets.len()` entries `first..` of term `term` in chunk `chunk`, as if
+    /// pushed one by one (footer replay).
+    // minimal; the index branch replaces it
+    pub fn push_run(&self, first: u64, term: u64, chunk: u64, offsets: &[u32]) {
+        for (i, &offset) in offsets.iter().enumerate() {
+            let loc = Loc {
+                term,
+                chunk,
+                offset,
+            };
+            self.push(first + i as u64, loc);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
