@@ -22,6 +22,7 @@ mod d_engine_format;
 mod d_engine_reads;
 mod faults;
 mod fixtures;
+mod footer;
 mod fuzz_corpus;
 mod history;
 mod hostile;
