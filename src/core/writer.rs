@@ -578,3 +578,25 @@ impl Writer {
         self.worker.send(Job::Retire { target, chunks })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The figures docs/format.md gives, and a fresh chunk's worst case fitting exactly
+    /// as `fits` counts it.
+    #[test]
+    fn max_payload_leaves_the_footer_reserve() {
+        assert_eq!(max_payload(64 << 20), 50_331_208);
+        assert_eq!(max_payload(64 << 10), 48_712);
+        for size in [64 << 10, 1 << 20, 64 << 20] {
+            let state = encoded_len(1 + 48 + 8 + 2 * (size as usize / 8));
+            let entry = encoded_len(16 + max_payload(size) as usize);
+            let used = HEADER_LEN + state + encoded_len(25) + entry;
+            // After the State image the body holds one Record item (8 bytes past its own
+            // 8); the group of Truncate and entry is checked for two more records.
+            let room = size as usize - used;
+            assert!(room >= footer_reserve(BODY_HEAD_LEN + 8, 2), "{size}");
+        }
+    }
+}

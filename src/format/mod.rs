@@ -2,6 +2,7 @@
 
 mod body;
 mod footer;
+mod footer_error;
 #[cfg(test)]
 mod footer_tests;
 mod header;
@@ -13,9 +14,10 @@ pub use body::{Record, StateImage};
 #[cfg(any(test, feature = "testing"))]
 pub use footer::{decode_body, Footer, Run, Trailer, TRAILER_MAGIC};
 pub use footer::{
-    read_footer, FooterBuilder, FooterError, Item, BODY_HEAD_LEN, FOOTER_VERSION,
-    MAX_GROWTH_PER_RECORD, TRAILER_LEN,
+    read_footer, FooterBuilder, Item, BODY_HEAD_LEN, FOOTER_VERSION, MAX_GROWTH_PER_RECORD,
+    TRAILER_LEN,
 };
+pub use footer_error::FooterError;
 #[cfg(any(test, feature = "testing"))]
 pub use header::CHUNK_MAGIC;
 pub use header::{ChunkHeader, HeaderError, FORMAT_VERSION, HEADER_LEN};

@@ -236,7 +236,7 @@ fn set_trailer(b: &mut [u8], t: Trailer) {
 
 /// Rewrite the Index record of chunk image `b` with body `body` (and a valid CRC), and the
 /// trailer to match.
-fn forge_index(b: &mut Vec<u8>, body: &[u8]) {
+fn forge_index(b: &mut [u8], body: &[u8]) {
     let t = trailer_of(b);
     let h = ChunkHeader::decode(b).unwrap();
     let at = t.index_off as usize;

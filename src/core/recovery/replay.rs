@@ -157,7 +157,7 @@ impl Replayed {
             let (opened, footer) = sealed.pop_front().unzip();
             let (chunk, writer) = self.open_chunk(dir, seq, is_last, opened)?;
             if let (Some(Some(f)), None) = (&footer, &writer) {
-                self.from_footer(&chunk, f)?;
+                self.replay_footer(&chunk, f)?;
                 self.unverified.push(Arc::clone(&chunk));
                 self.chunks.insert(seq, chunk);
                 continue;
@@ -207,7 +207,7 @@ impl Replayed {
     }
 
     /// Replay sealed chunk `chunk` from its footer `f` (see `footer`).
-    fn from_footer(&mut self, chunk: &Chunk, f: &FromFooter<'_>) -> Result<()> {
+    fn replay_footer(&mut self, chunk: &Chunk, f: &FromFooter<'_>) -> Result<()> {
         let mut meta = ChunkMeta {
             seq: chunk.seq,
             max_index: None,
