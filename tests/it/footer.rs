@@ -517,3 +517,62 @@ fn a_recycled_chunks_stale_trailer_is_refused() {
     let _ = std::fs::remove_file(d.path().join(LOCK_FILE));
     assert_equivalent(d.path(), &model);
 }
+
+/// Open time of 1M × 256 B entries in 64 MiB chunks, Full against Lazy (in-process
+/// reopens, page cache warm, interleaved rounds). Prints the figures; asserts only that
+/// both opens see every entry. `CHUNKWAL_BENCH_DIR` picks the directory (default: a
+/// temporary one).
+#[test]
+#[ignore = "timing figures; run by hand: cargo test --release --test it open_time -- --ignored --nocapture"]
+fn open_time_full_vs_lazy() {
+    use std::time::{Duration, Instant};
+    const N: u64 = 1_000_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir =
+        std::env::var_os("CHUNKWAL_BENCH_DIR").map_or(tmp.path().to_path_buf(), PathBuf::from);
+    let big = |v| Config::new(&dir).chunk_size(64 << 20).verify_on_open(v);
+    {
+        let wal = Wal::open(big(VerifyOnOpen::Lazy)).unwrap();
+        let p = Bytes::from(vec![0x5a; 256]);
+        let t = Instant::now();
+        // Per call: its time, and whether it rotated (sealed a chunk).
+        let (mut plain, mut sealing) = (Vec::new(), Vec::new());
+        for from in (1..=N).step_by(1000) {
+            let before = wal.stat().chunks.len();
+            let c = Instant::now();
+            wal.append((from..from + 1000).map(|i| (LogId::new(1, i), p.clone())))
+                .unwrap();
+            let e = c.elapsed();
+            if wal.stat().chunks.len() > before {
+                sealing.push(e);
+            } else {
+                plain.push(e);
+            }
+        }
+        println!("appended {N} x 256 B in {:?}", t.elapsed());
+        plain.sort();
+        println!(
+            "append calls of 1000: median {:?}; the {} that sealed a chunk: {:?}",
+            plain[plain.len() / 2],
+            sealing.len(),
+            sealing
+        );
+        wal.close().unwrap();
+    }
+    println!("{} chunk files", chunk_files(&dir).len());
+    let mut times: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+    for _ in 0..7 {
+        for (name, v) in [("full", VerifyOnOpen::Full), ("lazy", VerifyOnOpen::Lazy)] {
+            let t = Instant::now();
+            let wal = Wal::open(big(v)).unwrap();
+            let e = t.elapsed();
+            assert_eq!(wal.stat().entries as u64, N);
+            times.entry(name).or_default().push(e);
+            wal.close().unwrap();
+        }
+    }
+    for (name, mut v) in times {
+        v.sort();
+        println!("open {name}: min {:?}, median {:?}", v[0], v[v.len() / 2]);
+    }
+}
