@@ -77,7 +77,9 @@ pub use crate::chunk::{scan_chunk, FsEvent, FsObserver, Scanned};
 pub use crate::config::{Config, RecoveryMode, VerifyOnOpen, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 #[cfg(feature = "testing")]
 pub use crate::config::{FailPoint, SyncHook, SyncRecorder};
-pub use crate::core::{AccessStat, Entries, Reader, Wal};
+pub use crate::core::{
+    AccessStat, Entries, Reader, VerifyProgress, VerifyReport, VerifyStatus, Wal,
+};
 pub use crate::error::{ConfigError, CorruptionKind, Error, Panicked, Result};
 pub use crate::flush::FlushTicket;
 pub use crate::index::CacheStat;

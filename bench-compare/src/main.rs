@@ -6,16 +6,20 @@
 //!     [--chunk-size 8M] [--steady-mib 64] [--steady-window 8] [--floor-mib 64]
 //!     [--floor-small 500] [--docs DIR|none] [--section NAME] [--title TEXT]
 //! cargo run --release -- tuning [--dir /tmp]          # chunk size / cache sweep + SVGs
+//! cargo run --release -- reopen [--rounds 5] [--reopen-sizes 1M:256,2M:64] [--cold 1]
 //! ```
 //! Every flag is described in docs/benchmarks.md, "Methods".
 //! Reopen and memory are measured in a fresh child process per engine and repetition
 //! (`reopen-child`, re-exec of this binary) so earlier runs do not pollute the RSS.
 
+mod alloc;
 mod diskstats;
 mod engines;
 mod floor;
 mod pipe;
 mod pipelined;
+mod reopen;
+mod reopen_tables;
 mod report;
 mod tables;
 mod tuning;
@@ -408,6 +412,8 @@ fn main() -> io::Result<()> {
             tuning::charts(&doc, &a.docs)
         }
         Some("tuning") => tuning::run(&parse(&argv[1..])?),
+        Some("reopen") => reopen::run(&parse(&argv[1..])?),
+        Some("reopen-probe") => reopen::probe(&parse(&argv[1..])?),
         Some("table") => {
             let a = parse(&argv[1..])?;
             let doc: Value = serde_json::from_slice(&std::fs::read(&a.out)?)?;

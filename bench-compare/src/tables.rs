@@ -247,7 +247,7 @@ fn floor_table(doc: &Value) -> String {
 }
 
 /// Shell-quote the command line the run was started with.
-fn command(doc: &Value) -> String {
+pub fn command(doc: &Value) -> String {
     doc["command"]
         .as_array()
         .map(|a| {

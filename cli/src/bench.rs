@@ -10,7 +10,9 @@ use chunkwal::{Config, LogId, Wal};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use crate::fmt::{self, Table};
+use crate::bench_report::Results;
+use crate::fmt;
+
 use crate::{CmdResult, Fail};
 
 /// When durable appends wait for the disk.
@@ -120,9 +122,9 @@ fn bar(len: u64, what: &str, hidden: bool) -> ProgressBar {
 }
 
 /// Latency samples and their total.
-struct Samples {
-    lat: Vec<Duration>,
-    total: Duration,
+pub(crate) struct Samples {
+    pub lat: Vec<Duration>,
+    pub total: Duration,
 }
 
 impl Samples {
@@ -136,7 +138,7 @@ impl Samples {
         self.lat.push(d);
         self.total += d;
     }
-    fn p(&mut self, q: f64) -> Duration {
+    pub fn p(&mut self, q: f64) -> Duration {
         self.lat.sort_unstable();
         fmt::percentile(&self.lat, q)
     }
@@ -214,86 +216,142 @@ fn check_bench_dir(dir: &Path) -> CmdResult {
     Ok(())
 }
 
+/// Batches of distinct indexes with one shared payload.
+struct Batches {
+    payload: Bytes,
+    next: u64,
+}
+
+impl Batches {
+    fn take(&mut self, n: u64) -> Vec<(LogId, Bytes)> {
+        let v = (self.next..self.next + n)
+            .map(|i| (LogId::new(1, i), self.payload.clone()))
+            .collect();
+        self.next += n;
+        v
+    }
+}
+
+/// What the append phases measured.
+pub(crate) struct Appends {
+    pub buffered: Duration,
+    pub final_flush: Duration,
+    pub durable: Samples,
+    pub nb: u64,
+    /// Durable batches with 8 flushes in flight: ack latencies, wall time, syncs.
+    pub pipe: (Samples, Duration, u64),
+    pub single: Samples,
+    pub ns: u64,
+}
+
+/// What the read phases measured: (entries, time, cache hits or misses).
+pub(crate) struct Reads {
+    pub warm: (u64, Duration, u64),
+    pub cold: (u64, Duration, u64),
+    pub range: u64,
+    pub ranges: Samples,
+}
+
+/// The bench directory: the one given (it must not hold a log) or a temporary one.
+fn bench_dir(a: &Args) -> Result<(PathBuf, Option<tempfile::TempDir>), Fail> {
+    match &a.dir {
+        Some(d) => {
+            check_bench_dir(d)?;
+            Ok((d.clone(), None))
+        }
+        None => {
+            let tmp = tempfile::Builder::new()
+                .prefix("chunkwal-bench-")
+                .tempdir()
+                .map_err(|e| Fail::error(format!("cannot create a temporary directory: {e}")))?;
+            Ok((tmp.path().to_path_buf(), Some(tmp)))
+        }
+    }
+}
+
 /// Run `bench`.
 pub fn run(a: Args) -> CmdResult {
     if a.entries == 0 || a.batch == 0 {
         return Err(Fail::error("--entries and --batch must be at least 1"));
     }
-    let tmp;
-    let dir = match &a.dir {
-        Some(d) => {
-            check_bench_dir(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::Builder::new()
-                .prefix("chunkwal-bench-")
-                .tempdir()
-                .map_err(|e| Fail::error(format!("cannot create a temporary directory: {e}")))?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let (dir, _tmp) = bench_dir(&a)?;
     let cfg = Config::new(&dir)
         .chunk_size(a.chunk_size)
         .cache(a.cache_items, a.cache_bytes as usize);
     cfg.validate()?;
-    let hide = a.json;
-    let payload = Bytes::from(vec![0xA5u8; a.payload]);
-    let pb = a.payload as u64;
     let wal = Wal::open(cfg.clone())?;
-    let mut next = 1u64;
-    let batch = |n: u64, next: &mut u64| -> Vec<(LogId, Bytes)> {
-        let v = (*next..*next + n)
-            .map(|i| (LogId::new(1, i), payload.clone()))
-            .collect();
-        *next += n;
-        v
+    let mut gen = Batches {
+        payload: Bytes::from(vec![0xA5u8; a.payload]),
+        next: 1,
     };
+    let w = append_phases(&a, &wal, &mut gen)?;
+    let r = read_phases(&a, &wal, gen.next - 1)?;
+    let chunks = wal.stat().chunks.len();
+    let written = wal.on_disk_size();
+    wal.close()?;
 
-    // 1. Durable batches, on the fresh log.
+    // 7. Reopen: replay every chunk and rebuild the index.
+    let t = Instant::now();
+    let wal = Wal::open(cfg)?;
+    let reopen = t.elapsed();
+    let reopened_entries = wal.stat().entries as u64;
+    wal.close()?;
+
+    // 8. Index memory: open the log in a fresh process and compare its anonymous RSS.
+    let mem = rss_probe(&dir);
+    let s = Results {
+        a: &a,
+        dir: &dir,
+        w,
+        r,
+        reopen,
+        reopened_entries,
+        mem,
+        chunks,
+        written,
+        pb: a.payload as u64,
+    };
+    let mut out = crate::stdout();
+    if a.json {
+        writeln!(out, "{}", s.json())?;
+    } else {
+        s.table(&mut out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Phases 1-3: durable batches (one at a time, then 8 in flight), single-entry durable
+/// appends, buffered appends and the flush after them.
+fn append_phases(a: &Args, wal: &Wal, gen: &mut Batches) -> Result<Appends, Fail> {
+    let hide = a.json;
     let per_batch = a.sync == SyncMode::PerBatch;
+    let batch = a.batch as u64;
+    // 1. Durable batches, on the fresh log.
     let nb = a
         .durable_batches
-        .unwrap_or_else(|| a.entries.div_ceil(a.batch as u64).min(500));
-    let b = bar(nb, "durable batches", hide);
-    let mut durable = Samples::new();
-    for _ in 0..nb {
-        let v = batch(a.batch as u64, &mut next);
-        let t = Instant::now();
-        wal.append(v)?;
-        if per_batch {
-            wal.flush_blocking()?;
-        }
-        durable.add(t.elapsed());
-        b.inc(1);
-    }
-    b.finish_and_clear();
-
+        .unwrap_or_else(|| a.entries.div_ceil(batch).min(500));
+    let durable = timed_appends(
+        wal,
+        nb,
+        batch,
+        per_batch,
+        gen,
+        bar(nb, "durable batches", hide),
+    )?;
     // 1b. The same batches with up to 8 flushes in flight (group commit).
-    let pipe = pipelined(&wal, nb, || batch(a.batch as u64, &mut next), hide)?;
-
+    let pipe = pipelined(wal, nb, || gen.take(batch), hide)?;
     // 2. Single-entry durable appends.
     let ns = a.single_appends.unwrap_or_else(|| a.entries.min(500));
     let b = bar(ns, "single-entry appends", hide);
-    let mut single = Samples::new();
-    for _ in 0..ns {
-        let v = batch(1, &mut next);
-        let t = Instant::now();
-        wal.append(v)?;
-        if per_batch {
-            wal.flush_blocking()?;
-        }
-        single.add(t.elapsed());
-        b.inc(1);
-    }
-    b.finish_and_clear();
+    let single = timed_appends(wal, ns, 1, per_batch, gen, b)?;
     // 3. Buffered appends: no waiting for the disk.
     let b = bar(a.entries, "buffered appends", hide);
     let t = Instant::now();
     let mut left = a.entries;
     while left > 0 {
-        let n = left.min(a.batch as u64);
-        wal.append(batch(n, &mut next))?;
+        let n = left.min(batch);
+        wal.append(gen.take(n))?;
         b.inc(n);
         left -= n;
     }
@@ -302,13 +360,47 @@ pub fn run(a: Args) -> CmdResult {
     let t = Instant::now();
     wal.flush_blocking()?;
     let final_flush = t.elapsed();
-
     wal.flush_blocking()?;
-    let last = next - 1;
-    let total_entries = last;
+    Ok(Appends {
+        buffered,
+        final_flush,
+        durable,
+        nb,
+        pipe,
+        single,
+        ns,
+    })
+}
 
+/// `count` appends of `n` entries, each timed (with its flush when `sync`).
+fn timed_appends(
+    wal: &Wal,
+    count: u64,
+    n: u64,
+    sync: bool,
+    gen: &mut Batches,
+    b: ProgressBar,
+) -> Result<Samples, Fail> {
+    let mut lat = Samples::new();
+    for _ in 0..count {
+        let v = gen.take(n);
+        let t = Instant::now();
+        wal.append(v)?;
+        if sync {
+            wal.flush_blocking()?;
+        }
+        lat.add(t.elapsed());
+        b.inc(1);
+    }
+    b.finish_and_clear();
+    Ok(lat)
+}
+
+/// Phases 4-6: warm reads from the cache, cold reads from the map, 10k range reads.
+fn read_phases(a: &Args, wal: &Wal, last: u64) -> Result<Reads, Fail> {
+    let hide = a.json;
     // 4. Warm reads: the entries the cache holds.
-    let cached = (wal.stat().cache.items as u64).min(total_entries);
+    let cached = (wal.stat().cache.items as u64).min(last);
     let warm_from = last + 1 - cached;
     let passes = if cached == 0 {
         0
@@ -320,25 +412,23 @@ pub fn run(a: Args) -> CmdResult {
     let t = Instant::now();
     let mut warm_n = 0;
     for _ in 0..passes {
-        warm_n += read_all(&wal, warm_from, last + 1, &b)?;
+        warm_n += read_all(wal, warm_from, last + 1, &b)?;
     }
-    let warm = t.elapsed();
-    let warm_hits = wal.access_stat().cache.hits - hits0;
+    let warm = (warm_n, t.elapsed(), wal.access_stat().cache.hits - hits0);
     b.finish_and_clear();
 
     // 5. Cold reads: from the map, each record's CRC checked. Everything is durable (the
     // flush_blocking above), so this empties the cache.
     wal.evict_durable_from_cache();
-    let b = bar(total_entries, "cold reads (map + CRC)", hide);
+    let b = bar(last, "cold reads (map + CRC)", hide);
     let miss0 = wal.access_stat().cache.misses;
     let t = Instant::now();
-    let cold_n = read_all(&wal, 1, last + 1, &b)?;
-    let cold = t.elapsed();
-    let cold_misses = wal.access_stat().cache.misses - miss0;
+    let cold_n = read_all(wal, 1, last + 1, &b)?;
+    let cold = (cold_n, t.elapsed(), wal.access_stat().cache.misses - miss0);
     b.finish_and_clear();
 
     // 6. 10k-entry range reads (cold: reads do not fill the cache).
-    let range = total_entries.min(10_000);
+    let range = last.min(10_000);
     let reps = 20;
     let b = bar(reps, "10k range reads", hide);
     let mut ranges = Samples::new();
@@ -354,51 +444,12 @@ pub fn run(a: Args) -> CmdResult {
         b.inc(1);
     }
     b.finish_and_clear();
-
-    let stat = wal.stat();
-    let chunks = stat.chunks.len();
-    let written = wal.on_disk_size();
-    wal.close()?;
-
-    // 7. Reopen: replay every chunk and rebuild the index.
-    let t = Instant::now();
-    let wal = Wal::open(cfg)?;
-    let reopen = t.elapsed();
-    let reopened_entries = wal.stat().entries as u64;
-    wal.close()?;
-
-    // 8. Index memory: open the log in a fresh process and compare its anonymous RSS.
-    let mem = rss_probe(&dir);
-
-    let s = Results {
-        a: &a,
-        dir: &dir,
-        buffered,
-        final_flush,
-        durable,
-        nb,
-        pipe,
-        single,
-        ns,
-        warm: (warm_n, warm, warm_hits),
-        cold: (cold_n, cold, cold_misses),
+    Ok(Reads {
+        warm,
+        cold,
         range,
         ranges,
-        reopen,
-        reopened_entries,
-        mem,
-        chunks,
-        written,
-        pb,
-    };
-    let mut out = crate::stdout();
-    if a.json {
-        writeln!(out, "{}", s.json())?;
-    } else {
-        s.table(&mut out)?;
-    }
-    out.flush()?;
-    Ok(())
+    })
 }
 
 /// (bytes per entry, entries) from the probe, or why it could not run.
@@ -421,200 +472,4 @@ fn rss_probe(dir: &Path) -> Result<(f64, u64), String> {
     }
     let delta = get("after").saturating_sub(get("before"));
     Ok((delta as f64 / entries as f64, entries))
-}
-
-struct Results<'a> {
-    a: &'a Args,
-    dir: &'a Path,
-    buffered: Duration,
-    final_flush: Duration,
-    durable: Samples,
-    nb: u64,
-    /// Durable batches with 8 flushes in flight: ack latencies, wall time, syncs.
-    pipe: (Samples, Duration, u64),
-    single: Samples,
-    ns: u64,
-    warm: (u64, Duration, u64),
-    cold: (u64, Duration, u64),
-    range: u64,
-    ranges: Samples,
-    reopen: Duration,
-    reopened_entries: u64,
-    mem: Result<(f64, u64), String>,
-    chunks: usize,
-    written: u64,
-    pb: u64,
-}
-
-impl Results<'_> {
-    fn durable_entries(&self) -> u64 {
-        self.nb * self.a.batch as u64
-    }
-
-    fn json(mut self) -> Value {
-        let a = self.a;
-        let de = self.durable_entries();
-        json!({
-            "config": {
-                "entries": a.entries, "payload": a.payload, "batch": a.batch,
-                "sync": if a.sync == SyncMode::PerBatch { "per-batch" } else { "none" },
-                "chunk_size": a.chunk_size, "cache_items": a.cache_items,
-                "cache_bytes": a.cache_bytes, "dir": self.dir.display().to_string(),
-            },
-            "buffered_append": {
-                "entries": a.entries, "secs": self.buffered.as_secs_f64(),
-                "entries_per_sec": fmt::per_sec(a.entries, self.buffered),
-                "mib_per_sec": fmt::mib_per_sec(a.entries * self.pb, self.buffered),
-                "final_flush_us": fmt::micros(self.final_flush),
-            },
-            "durable_append": {
-                "batches": self.nb, "entries": de,
-                "entries_per_sec": fmt::per_sec(de, self.durable.total),
-                "mib_per_sec": fmt::mib_per_sec(de * self.pb, self.durable.total),
-                "p50_us": fmt::micros(self.durable.p(50.0)),
-                "p99_us": fmt::micros(self.durable.p(99.0)),
-            },
-            "pipelined_append": {
-                "batches": self.nb, "in_flight": 8, "entries": de,
-                "entries_per_sec": fmt::per_sec(de, self.pipe.1),
-                "p50_us": fmt::micros(self.pipe.0.p(50.0)),
-                "p99_us": fmt::micros(self.pipe.0.p(99.0)),
-                "syncs": self.pipe.2,
-            },
-            "single_append": {
-                "count": self.ns,
-                "entries_per_sec": fmt::per_sec(self.ns, self.single.total),
-                "p50_us": fmt::micros(self.single.p(50.0)),
-                "p99_us": fmt::micros(self.single.p(99.0)),
-            },
-            "warm_read": {
-                "entries": self.warm.0, "cache_hits": self.warm.2,
-                "entries_per_sec": fmt::per_sec(self.warm.0, self.warm.1),
-            },
-            "cold_read": {
-                "entries": self.cold.0, "cache_misses": self.cold.2,
-                "entries_per_sec": fmt::per_sec(self.cold.0, self.cold.1),
-            },
-            "range_read": {
-                "entries": self.range, "reads": self.ranges.lat.len(),
-                "p50_us": fmt::micros(self.ranges.p(50.0)),
-                "p99_us": fmt::micros(self.ranges.p(99.0)),
-            },
-            "reopen": { "entries": self.reopened_entries, "ms": self.reopen.as_secs_f64() * 1e3 },
-            "index_memory": match &self.mem {
-                Ok((b, n)) => json!({"estimate": true, "bytes_per_entry": b, "entries": n,
-                                     "method": "anonymous RSS delta around Wal::open in a fresh process"}),
-                Err(e) => json!({"estimate": true, "bytes_per_entry": null, "error": e}),
-            },
-            "log": { "chunks": self.chunks, "written_bytes": self.written },
-        })
-    }
-
-    fn table(mut self, out: &mut dyn Write) -> std::io::Result<()> {
-        let a = self.a;
-        let sync = if a.sync == SyncMode::PerBatch {
-            "flush per batch"
-        } else {
-            "no flush"
-        };
-        writeln!(
-            out,
-            "chunkwal bench: {} entries × {} payload, batch {}, chunk {}, cache {} items / {}",
-            a.entries,
-            fmt::bytes(self.pb),
-            a.batch,
-            fmt::bytes(a.chunk_size),
-            a.cache_items,
-            fmt::bytes(a.cache_bytes)
-        )?;
-        writeln!(out, "directory: {}\n", self.dir.display())?;
-        let rate = |n: u64, d: Duration| format!("{} entries/s", fmt::count(fmt::per_sec(n, d)));
-        let mibs = |n: u64, d: Duration| format!("{:.1} MiB/s", fmt::mib_per_sec(n, d));
-        let mut t = Table::new(&["phase", "work", "rate", "throughput", "p50", "p99"]);
-        t.row(vec![
-            "buffered appends".into(),
-            format!("{} entries", a.entries),
-            rate(a.entries, self.buffered),
-            mibs(a.entries * self.pb, self.buffered),
-            String::new(),
-            String::new(),
-        ]);
-        t.row(vec![
-            "  then one flush".into(),
-            fmt::duration(self.final_flush),
-        ]);
-        let de = self.durable_entries();
-        let (dp50, dp99) = (self.durable.p(50.0), self.durable.p(99.0));
-        t.row(vec![
-            format!("durable batches ({sync})"),
-            format!("{} × {}", self.nb, a.batch),
-            rate(de, self.durable.total),
-            mibs(de * self.pb, self.durable.total),
-            fmt::duration(dp50),
-            fmt::duration(dp99),
-        ]);
-        let (pp50, pp99) = (self.pipe.0.p(50.0), self.pipe.0.p(99.0));
-        t.row(vec![
-            format!("durable batches, 8 in flight ({} syncs)", self.pipe.2),
-            format!("{} × {}", self.nb, a.batch),
-            rate(de, self.pipe.1),
-            mibs(de * self.pb, self.pipe.1),
-            fmt::duration(pp50),
-            fmt::duration(pp99),
-        ]);
-        let (sp50, sp99) = (self.single.p(50.0), self.single.p(99.0));
-        t.row(vec![
-            format!("single-entry appends ({sync})"),
-            format!("{}", self.ns),
-            rate(self.ns, self.single.total),
-            String::new(),
-            fmt::duration(sp50),
-            fmt::duration(sp99),
-        ]);
-        if self.warm.0 == 0 {
-            t.row(vec!["warm reads (cache hits)".into(), "cache empty".into()]);
-        } else {
-            t.row(vec![
-                "warm reads (cache hits)".into(),
-                format!("{} entries", self.warm.0),
-                rate(self.warm.0, self.warm.1),
-                mibs(self.warm.0 * self.pb, self.warm.1),
-            ]);
-        }
-        t.row(vec![
-            "cold reads (map + CRC)".into(),
-            format!("{} entries", self.cold.0),
-            rate(self.cold.0, self.cold.1),
-            mibs(self.cold.0 * self.pb, self.cold.1),
-        ]);
-        let (rp50, rp99) = (self.ranges.p(50.0), self.ranges.p(99.0));
-        t.row(vec![
-            format!("range read of {} entries", self.range),
-            format!("{} reads", self.ranges.lat.len()),
-            String::new(),
-            String::new(),
-            fmt::duration(rp50),
-            fmt::duration(rp99),
-        ]);
-        t.row(vec![
-            "reopen (replay + index)".into(),
-            format!("{} entries", self.reopened_entries),
-            fmt::duration(self.reopen),
-        ]);
-        t.print(out)?;
-        writeln!(
-            out,
-            "\nlog written: {} in {} chunks",
-            fmt::bytes(self.written),
-            self.chunks
-        )?;
-        match &self.mem {
-            Ok((b, n)) => writeln!(
-                out,
-                "index memory: ~{b:.0} B/entry (estimate: anonymous RSS growth while opening \
-                 {n} entries in a fresh process)"
-            ),
-            Err(e) => writeln!(out, "index memory: not measured ({e})"),
-        }
-    }
 }

@@ -4,6 +4,7 @@
 //! 3 the log is damaged (corruption, or a torn tail for `verify`).
 
 mod bench;
+mod bench_report;
 mod dump;
 mod fmt;
 mod repair;

@@ -7,7 +7,7 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use chunkwal::inspect::chunk_file_name;
+use chunkwal::inspect::{chunk_file_name, ChunkReport};
 use chunkwal::{Config, Wal};
 
 use crate::stat::replay_dir;
@@ -94,24 +94,7 @@ fn backup_dir(dir: &Path) -> Result<PathBuf, Fail> {
 pub fn run(a: Args) -> CmdResult {
     let (before, reports) = replay_dir(&a.dir)?;
     let probs = problems_in(&a.dir, &reports);
-    if probs.iter().any(|p| !p.is_repairable()) {
-        for p in &probs {
-            eprintln!("chunkwal: {}", p.line());
-        }
-        let code = if probs.iter().any(Problem::is_corrupt) {
-            EXIT_DAMAGED
-        } else {
-            crate::EXIT_ERROR
-        };
-        return Err(Fail {
-            code,
-            msg: Some(
-                "repair only cuts a torn tail or a blank newest chunk; this damage needs \
-                 manual recovery. Nothing was changed."
-                    .into(),
-            ),
-        });
-    }
+    refuse_unrepairable(&probs)?;
     let mut out = crate::stdout();
     if probs.is_empty() {
         writeln!(
@@ -133,43 +116,10 @@ pub fn run(a: Args) -> CmdResult {
             "aborted; nothing was changed (pass --yes to skip the question)",
         ));
     }
-
-    // Files that change: the newest chunk (cut, then a closing state record) and, when
-    // that one is blank and gets removed, the chunk before it (it becomes the newest).
-    let newest = reports.len() - 1;
-    let mut changed = vec![newest];
-    if probs
-        .iter()
-        .any(|p| matches!(p, Problem::BlankNewest { .. }))
-        && newest > 0
-    {
-        changed.insert(0, newest - 1);
-    }
-    let backup = backup_dir(&a.dir)?;
-    for &i in &changed {
-        let name = chunk_file_name(reports[i].seq);
-        std::fs::copy(a.dir.join(&name), backup.join(&name))
-            .map_err(|e| Fail::error(format!("backup of {name} failed: {e}")))?;
-        writeln!(out, "backed up {name} to {}", backup.display())?;
-    }
-
-    let chunk_size = reports
-        .iter()
-        .rev()
-        .find_map(|r| r.header.map(|h| h.chunk_size))
-        .unwrap_or(64 << 20);
-    let mut cfg = Config::new(&a.dir).cache(0, 0);
-    cfg.create_if_missing = false;
-    if Config::new(&a.dir)
-        .chunk_size(chunk_size)
-        .validate()
-        .is_ok()
-    {
-        cfg = cfg.chunk_size(chunk_size);
-    }
-    let wal = Wal::open(cfg)?;
+    let backup = back_up(&a.dir, &reports, &probs, &mut out)?;
+    // Opening the log does the repair: it cuts the torn tail, removes a blank newest chunk.
+    let wal = Wal::open(repair_config(&a.dir, &reports))?;
     wal.close()?;
-
     for p in &probs {
         match p {
             Problem::Torn {
@@ -199,4 +149,71 @@ pub fn run(a: Args) -> CmdResult {
     out.flush()?;
     drop(out);
     crate::verify::fail_on(&left, true)
+}
+
+/// Damage repair cannot mend: print it and refuse, changing nothing.
+fn refuse_unrepairable(probs: &[Problem]) -> CmdResult {
+    if !probs.iter().any(|p| !p.is_repairable()) {
+        return Ok(());
+    }
+    for p in probs {
+        eprintln!("chunkwal: {}", p.line());
+    }
+    let code = if probs.iter().any(Problem::is_corrupt) {
+        EXIT_DAMAGED
+    } else {
+        crate::EXIT_ERROR
+    };
+    Err(Fail {
+        code,
+        msg: Some(
+            "repair only cuts a torn tail or a blank newest chunk; this damage needs \
+             manual recovery. Nothing was changed."
+                .into(),
+        ),
+    })
+}
+
+/// Copy every file the repair changes into a new backup directory, which is returned: the
+/// newest chunk (cut, then a closing state record) and, when that one is blank and gets
+/// removed, the chunk before it (it becomes the newest).
+fn back_up(
+    dir: &Path,
+    reports: &[ChunkReport],
+    probs: &[Problem],
+    out: &mut dyn Write,
+) -> Result<PathBuf, Fail> {
+    let newest = reports.len() - 1;
+    let mut changed = vec![newest];
+    if probs
+        .iter()
+        .any(|p| matches!(p, Problem::BlankNewest { .. }))
+        && newest > 0
+    {
+        changed.insert(0, newest - 1);
+    }
+    let backup = backup_dir(dir)?;
+    for &i in &changed {
+        let name = chunk_file_name(reports[i].seq);
+        std::fs::copy(dir.join(&name), backup.join(&name))
+            .map_err(|e| Fail::error(format!("backup of {name} failed: {e}")))?;
+        writeln!(out, "backed up {name} to {}", backup.display())?;
+    }
+    Ok(backup)
+}
+
+/// The config to open the log with: its own chunk size (from the newest readable header),
+/// no cache, never creating anything.
+fn repair_config(dir: &Path, reports: &[ChunkReport]) -> Config {
+    let chunk_size = reports
+        .iter()
+        .rev()
+        .find_map(|r| r.header.map(|h| h.chunk_size))
+        .unwrap_or(64 << 20);
+    let mut cfg = Config::new(dir).cache(0, 0);
+    cfg.create_if_missing = false;
+    if Config::new(dir).chunk_size(chunk_size).validate().is_ok() {
+        cfg = cfg.chunk_size(chunk_size);
+    }
+    cfg
 }

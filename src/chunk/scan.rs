@@ -196,15 +196,31 @@ fn carries_tag(bytes: &[u8], p: usize, tag: u32) -> bool {
 /// One past the last record header at an aligned offset in `[from, limit)` that carries
 /// `tag` and is not all zero, if any (a header cut short by the end of the file counts if its
 /// tag is there; the result never passes the end). Scans backwards.
-fn last_tagged(bytes: &[u8], from: usize, limit: usize, tag: u32) -> Option<usize> {
+///
+/// In a recycled newest chunk this looks at every aligned position up to the file's end
+/// (its earlier lives' bytes are not zero), so it compares the tags in 8-byte steps over one
+/// slice, without a bounds check per position.
+pub(super) fn last_tagged(bytes: &[u8], from: usize, limit: usize, tag: u32) -> Option<usize> {
     let last = limit.checked_sub(1)?.min(bytes.len().checked_sub(TAG_END)?);
-    let mut p = last & !(RECORD_ALIGN - 1);
-    while p >= from {
+    let top = last & !(RECORD_ALIGN - 1);
+    let lo = from.checked_add(RECORD_ALIGN - 1)? & !(RECORD_ALIGN - 1);
+    if top < lo {
+        return None;
+    }
+    // `tags[8 k ..]` starts with the tag of the header at `lo + 8 k`.
+    let tags = bytes.get(lo + TAG_AT..top + TAG_END)?;
+    let want = tag.to_le_bytes();
+    let mut upto = tags.len();
+    while upto > 0 {
+        let k = tags[..upto]
+            .chunks(RECORD_ALIGN)
+            .rposition(|c| c[..4] == want)?;
+        let p = lo + k * RECORD_ALIGN;
         let head = &bytes[p..(p + RECORD_HEADER_LEN).min(bytes.len())];
-        if carries_tag(bytes, p, tag) && head.iter().any(|&b| b != 0) {
+        if head.iter().any(|&b| b != 0) {
             return Some(p + head.len());
         }
-        p = p.checked_sub(RECORD_ALIGN)?;
+        upto = k * RECORD_ALIGN;
     }
     None
 }

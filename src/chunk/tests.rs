@@ -306,3 +306,53 @@ fn a_header_with_the_chunks_tag_past_the_end_is_garbage_to_cut() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The straightforward form of `last_tagged`: every aligned position, backwards.
+fn last_tagged_reference(bytes: &[u8], from: usize, limit: usize, tag: u32) -> Option<usize> {
+    let last = limit.checked_sub(1)?.min(bytes.len().checked_sub(16)?);
+    let mut p = last & !7;
+    while p >= from {
+        let head = &bytes[p..(p + 24).min(bytes.len())];
+        if bytes.get(p + 12..p + 16) == Some(&tag.to_le_bytes()[..]) && head.iter().any(|&b| b != 0)
+        {
+            return Some(p + head.len());
+        }
+        p = p.checked_sub(8)?;
+    }
+    None
+}
+
+#[test]
+fn last_tagged_matches_the_reference_on_random_bytes() {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..2000 {
+        let len = (next() % 300) as usize;
+        let tag: u32 = if round % 3 == 0 { 0 } else { 0xA1B2_C3D4 };
+        let mut v: Vec<u8> = (0..len).map(|_| (next() % 4) as u8).collect();
+        // Plant some tags, some of them in all-zero headers.
+        for _ in 0..(next() % 4) {
+            let p = (next() as usize % (len.max(1))) & !7;
+            if p + 16 <= len {
+                v[p + 12..p + 16].copy_from_slice(&tag.to_le_bytes());
+                if next() % 2 == 0 {
+                    let end = (p + 24).min(len);
+                    v[p..end].fill(0);
+                    v[p + 12..p + 16].copy_from_slice(&tag.to_le_bytes());
+                }
+            }
+        }
+        let from = (next() % (len as u64 + 9)) as usize;
+        let limit = (next() % (len as u64 + 9)) as usize;
+        assert_eq!(
+            super::scan::last_tagged(&v, from, limit, tag),
+            last_tagged_reference(&v, from, limit, tag),
+            "len {len} from {from} limit {limit} tag {tag:x}"
+        );
+    }
+}

@@ -9,6 +9,7 @@ mod read;
 mod recovery;
 mod shared;
 mod stat;
+mod verify;
 mod wal;
 mod writer;
 
@@ -16,4 +17,5 @@ pub use inspect::{inspect_dir, ChunkHeaderInfo, ChunkReport};
 pub use iter::Entries;
 pub use read::{AccessStat, Reader};
 pub use stat::{ChunkStat, DumpData, DumpRecord, OwnedRecord, Stat};
+pub use verify::{VerifyProgress, VerifyReport, VerifyStatus};
 pub use wal::Wal;

@@ -123,6 +123,16 @@ impl Reader {
         Ok(p.map(|p| (LogId::new(loc.term, index), p)))
     }
 
+    /// [`crate::Wal::verify`] from a read handle: check the CRC of every record of every
+    /// chunk in the log now, calling `progress` after each chunk; the first bad record is
+    /// returned as [`Error::Corruption`]. Takes no lock.
+    pub fn verify(
+        &self,
+        mut progress: impl FnMut(super::verify::VerifyProgress),
+    ) -> Result<super::verify::VerifyReport> {
+        super::verify::verify_all(&self.shared, &mut progress)
+    }
+
     /// Every entry of `range`, in order, served from the cache or from the map with a CRC
     /// check of each record. All or nothing:
     ///

@@ -30,6 +30,10 @@ pub struct Stat {
     pub chunks: Vec<ChunkStat>,
     /// Entries in the index.
     pub entries: usize,
+    /// Estimated heap bytes of the entry index (its runs, their slots and their skip-list
+    /// nodes, with allocations rounded as glibc's malloc rounds them): about 4 bytes per
+    /// entry while entries share a term, at most about 12.2 when every entry has its own.
+    pub index_bytes: usize,
     /// The log state.
     pub state: LogState,
     /// Highest entry index known durable.
@@ -174,6 +178,7 @@ impl Wal {
         Stat {
             chunks,
             entries: s.index.len(),
+            index_bytes: s.index.heap_bytes(),
             state: r.log_state(),
             durable_index: s.durable.index(),
             cache: s.cache.stat(),

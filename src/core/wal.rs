@@ -10,6 +10,7 @@ use super::iter::Entries;
 use super::read::Reader;
 use super::recovery::open;
 use super::shared::{last_before, Counters};
+use super::verify::{Background, VerifyProgress, VerifyReport, VerifyStatus};
 use super::writer::{max_meta, max_payload, Writer};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -29,6 +30,8 @@ pub struct Wal {
     reader: Reader,
     max_payload: u64,
     max_meta: u64,
+    /// The background verifier of the sealed chunks open did not check.
+    verifier: Background,
     _lock: Arc<std::fs::File>,
 }
 
@@ -68,14 +71,15 @@ impl Wal {
             recovery = o.recovery,
             "chunkwal log opened"
         );
-        // Sealed chunks open did not check (none yet: every chunk is scanned).
-        drop(o.unverified);
         let reader = Reader::new(Arc::clone(&o.writer.shared));
+        // The sealed chunks open did not check (a lazy open) are checked in the background.
+        let verifier = Background::start(&o.writer.shared, o.unverified);
         Ok(Wal {
             writer: Mutex::new(o.writer),
             reader,
             max_payload: max_payload(chunk_size),
             max_meta: max_meta(chunk_size),
+            verifier,
             _lock: o.lock,
         })
     }
@@ -471,6 +475,8 @@ impl Wal {
     }
 
     fn shutdown(&self) -> Result<()> {
+        // First, so that close never waits for a long verification.
+        self.verifier.stop();
         let mut w = self.writer.lock();
         if w.worker.tx.is_none() {
             return Ok(());
@@ -494,6 +500,55 @@ impl Wal {
         let mut worker = self.writer.lock().worker.take();
         worker.shutdown();
         r.and_then(|()| self.reader.shared().poison.check())
+    }
+
+    /// Where the background verification of the sealed chunks open did not check stands:
+    /// chunks and bytes checked, whether it is done, and the first corruption it found.
+    ///
+    /// A [`VerifyOnOpen::Lazy`](crate::VerifyOnOpen::Lazy) open replays sealed chunks from their
+    /// seal-time index and leaves their records to a background thread (`chunkwal-verify-bg`),
+    /// which checks them oldest first, at low priority, and stops when the log closes.
+    /// Corruption it finds does not poison the log (reads of the damaged records fail with
+    /// [`Error::Corruption`], the rest stays readable); it is logged with `tracing::error!`
+    /// and reported here. See `docs/durability.md` §16.
+    pub fn verification(&self) -> VerifyStatus {
+        self.verifier.status()
+    }
+
+    /// Check the CRC of every record of every chunk in the log now (sealed chunks whole,
+    /// the newest up to what is written), oldest first, calling `progress` after each chunk.
+    /// Appends, reads, purges and flushes go on meanwhile: it takes no lock (chunks created
+    /// after the call started are not checked; chunks purged before it reached them are
+    /// skipped). Returns the first bad record as [`Error::Corruption`] (chunk, offset,
+    /// reason), else what was checked. Finding corruption does not poison the log.
+    ///
+    /// ```
+    /// # use chunkwal::{Config, LogId, Wal};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let wal = Wal::open(Config::new(dir.path()))?;
+    /// wal.append([(LogId::new(1, 1), bytes::Bytes::from_static(b"a"))])?;
+    /// let report = wal.verify(|p| eprintln!("chunk {}: {}/{}", p.chunk, p.chunks_done, p.chunks_total))?;
+    /// assert_eq!(report.chunks, 1);
+    /// # Ok::<(), chunkwal::Error>(())
+    /// ```
+    pub fn verify(&self, progress: impl FnMut(VerifyProgress)) -> Result<VerifyReport> {
+        self.reader.verify(progress)
+    }
+
+    /// Hand every sealed chunk now in the log to the background verifier, as open does with
+    /// the chunks a lazy open did not check (a running verification is stopped first). For
+    /// tests of the verifier that must not depend on what open checks (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub fn verify_in_background(&self) {
+        let shared = self.reader.shared();
+        let mut sealed: Vec<_> = shared
+            .chunks
+            .iter()
+            .map(|e| Arc::clone(e.value()))
+            .collect();
+        // The newest chunk is the active one.
+        sealed.pop();
+        self.verifier.restart(shared, sealed);
     }
 
     /// Where entry `index` lies: its chunk file and the byte range of its record. For

@@ -2,6 +2,7 @@
 
 mod cache;
 mod entries;
+mod run;
 
 pub use cache::{CacheCursor, CacheStat, PayloadCache};
 pub use entries::{EntryIndex, Loc};

@@ -381,6 +381,15 @@ fn wrong_footer_offsets_give_corruption_never_wrong_data() {
         }
     }
     assert_eq!(named, [i + 1], "exactly the misplaced entry is refused");
+    // Verification compares each footer with what the chunk's records make.
+    let stem = path.file_stem().unwrap().to_str().unwrap();
+    let chunk: u64 = stem.parse().unwrap();
+    match lazy.verify(|_| {}) {
+        Err(Error::Corruption {
+            chunk: c, offset, ..
+        }) => assert_eq!((c, offset), (chunk, u64::from(trailer_of(&b).index_off))),
+        other => panic!("verify of a forged footer: {other:?}"),
+    }
 }
 
 /// Copy the v1 fixture (see `fixtures`) to a scratch directory.

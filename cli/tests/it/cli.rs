@@ -271,6 +271,43 @@ fn verify_names_chunk_and_offset_of_corruption_and_changes_nothing() {
     assert_eq!(std::fs::read(&p).unwrap(), bytes, "repair must not write");
 }
 
+/// A damaged record in a sealed chunk in the middle of the log (which a lazy open replays
+/// from its seal-time index without checking) is found by the offline check too.
+#[test]
+fn verify_json_names_damage_in_a_middle_sealed_chunk() {
+    let d = good_log();
+    let mut target = None;
+    inspect_dir(
+        d.path(),
+        &mut |r| {
+            if r.chunk == 1 && target.is_none() && matches!(r.record, OwnedRecord::Entry { .. }) {
+                target = Some(r.offset);
+            }
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let off = target.expect("an entry in chunk 1");
+    let p = d.path().join(chunk_file_name(1));
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[off as usize + 100] ^= 0x01; // inside the payload
+    std::fs::write(&p, &bytes).unwrap();
+
+    let o = run_in(&["verify", "--json"], d.path());
+    expect_code(&o, 3);
+    let v = json_line(&o);
+    assert_eq!(v["ok"], false);
+    let probs = v["problems"].as_array().unwrap();
+    assert_eq!(probs.len(), 1, "{v}");
+    assert_eq!(probs[0]["kind"], "corruption");
+    assert_eq!(probs[0]["chunk"], 1);
+    assert_eq!(probs[0]["offset"], off);
+    assert!(
+        probs[0]["message"].as_str().unwrap().contains("checksum"),
+        "{v}"
+    );
+}
+
 #[test]
 fn verify_reports_a_torn_tail() {
     let (d, p, off) = torn_log();
@@ -417,4 +454,67 @@ fn newer_format_version_is_a_clear_error() {
         assert!(stderr(&o).contains("newer chunkwal"), "{}", stderr(&o));
     }
     let _ = Wal::open(cfg(d.path())).unwrap_err();
+}
+
+/// The format v1 fixture written by the code at 2a80528 (see its README.md): the tool reads
+/// it as it is, and verify changes nothing.
+#[test]
+fn verify_stat_and_dump_read_the_v1_2a80528_fixture() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/format-v1-2a80528");
+    let d = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "chunk") {
+            let to = d.path().join(p.file_name().unwrap());
+            std::fs::copy(&p, &to).unwrap();
+            files.push((to, std::fs::read(&p).unwrap()));
+        }
+    }
+    assert_eq!(files.len(), 5);
+    let o = run_in(&["verify"], d.path());
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains(": ok"), "{}", stdout(&o));
+    let o = run_in(&["verify", "--json"], d.path());
+    expect_code(&o, 0);
+    let v = json_line(&o);
+    assert_eq!(v["ok"], true);
+    assert_eq!(
+        v["entries"], 406,
+        "entry records, the purged and truncated ones included"
+    );
+    for (p, bytes) in &files {
+        assert_eq!(&std::fs::read(p).unwrap(), bytes, "verify must not write");
+    }
+
+    let o = run_in(&["stat", "--json"], d.path());
+    expect_code(&o, 0);
+    let v = json_line(&o);
+    assert_eq!(v["entries"], 360);
+    assert_eq!(v["first"]["index"], 111);
+    assert_eq!(v["last"]["term"], 4);
+    assert_eq!(v["last"]["index"], 470);
+    assert_eq!(v["committed"]["index"], 410);
+    assert_eq!(v["purged"]["index"], 110);
+    assert_eq!(v["problems"].as_array().unwrap().len(), 0);
+
+    let o = run_in(&["dump", "--format", "json"], d.path());
+    expect_code(&o, 0);
+    let recs: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let count = |kind: &str| recs.iter().filter(|r| r["kind"] == kind).count();
+    assert_eq!(count("entry"), 406);
+    for kind in [
+        "truncate",
+        "purge",
+        "commit",
+        "vote",
+        "user_data",
+        "seal",
+        "state",
+    ] {
+        assert!(count(kind) > 0, "{kind} missing");
+    }
 }
