@@ -9,11 +9,11 @@ use std::path::Path;
 
 use bytes::Bytes;
 use chunkwal::format::{
-    decode_frame, encoded_len, write_frame, ChunkHeader, Record, FORMAT_VERSION, HEADER_LEN,
-    RECORD_HEADER_LEN,
+    decode_body, decode_frame, encoded_len, read_footer, write_frame, ChunkHeader, Record, Trailer,
+    FORMAT_VERSION, HEADER_LEN, RECORD_HEADER_LEN, TRAILER_LEN,
 };
 use chunkwal::inspect::{chunk_file_name, Tail};
-use chunkwal::{scan_chunk, Config, Error, LogId, RecoveryMode, Wal};
+use chunkwal::{scan_chunk, Config, Error, LogId, RecoveryMode, VerifyOnOpen, Wal};
 
 /// Chunk size every fuzzed log uses.
 pub const CHUNK: u64 = 64 * 1024;
@@ -73,7 +73,8 @@ fn temp_dir() -> tempfile::TempDir {
 // ---------------------------------------------------------------------------------------
 
 /// Frame, record and header decoding plus `scan_chunk` on arbitrary bytes. Layout: a 4-byte
-/// epoch tag, one control byte (bit 0: scan as the last chunk), then the bytes.
+/// epoch tag, one control byte (bit 0: scan as the last chunk; bit 1: as a v2 chunk), then
+/// the bytes.
 /// Returns how many records the scan accepted.
 pub fn record_parser(data: &[u8]) -> usize {
     let mut inp = Input::new(data);
@@ -84,7 +85,10 @@ pub fn record_parser(data: &[u8]) -> usize {
         *tag.get(2).unwrap_or(&0),
         *tag.get(3).unwrap_or(&0),
     ]);
-    let is_last = inp.u8().unwrap_or(0) & 1 == 1;
+    let ctl = inp.u8().unwrap_or(0);
+    let is_last = ctl & 1 == 1;
+    // Bit 1: scan as a format v2 chunk (record kinds 9 and up are known there).
+    let version = 1 + u32::from((ctl >> 1) & 1);
     let rest = &data[data.len().min(5)..];
 
     if let Ok(f) = decode_frame(rest, tag) {
@@ -114,9 +118,18 @@ pub fn record_parser(data: &[u8]) -> usize {
     if let Ok(h) = ChunkHeader::decode(rest) {
         assert_eq!(&h.encode()[..], &rest[..HEADER_LEN], "header round trip");
     }
+    // The footer decoders are total too; what validates re-encodes to the same trailer.
+    if let Ok(f) = read_footer(rest, rest.len() as u64, tag) {
+        let at = rest.len() - TRAILER_LEN;
+        assert_eq!(&f.trailer.encode()[..], &rest[at..], "trailer round trip");
+    }
+    if let Ok(t) = Trailer::decode(rest) {
+        assert_eq!(&t.encode()[..], &rest[..TRAILER_LEN], "trailer round trip");
+    }
+    let _ = decode_body(rest, u32::MAX);
     let mut prev_end = HEADER_LEN;
     let mut seen = 0;
-    let r = scan_chunk(rest, 3, tag, is_last, &mut |s| {
+    let r = scan_chunk(rest, 3, tag, version, is_last, &mut |s| {
         assert!(s.offset >= prev_end, "records out of order");
         assert!(s.offset + s.encoded_len <= rest.len().max(HEADER_LEN) + 7);
         prev_end = s.offset + s.encoded_len;
@@ -186,12 +199,21 @@ fn built_records(inp: &mut Input<'_>, out: &mut Vec<u8>) {
 /// (bit 0 strict, bits 1-2 file count - 1, bit 3 start at chunk 7, bit 4 write afterwards,
 /// bit 5 the newest of several files is a pending rotation's `.chunk.tmp`),
 /// then per file a kind byte (bit 0 valid header, bit 1 zero-pad to the chunk size, bit 2
-/// framed records), a u16 length and that many bytes.
+/// framed records, bit 3 a trailer follows), a u16 length and that many bytes (or the
+/// framed records), then with bit 3 32 bytes written at `chunk_size - 32`, the file padded
+/// to the chunk size (a seal-time footer's trailer, format v2).
 /// Returns the number of entries recovered, or `None` if open refused the files.
 pub fn open_recovery(data: &[u8]) -> Option<usize> {
     let d = temp_dir();
     let (ctl, mode) = write_chunk_files(data, d.path())?;
+    // The same files, for a full open to compare with (open may change files).
+    let twin = copy_files(d.path());
     let cfg = || Config::new(d.path()).chunk_size(CHUNK).recovery_mode(mode);
+    let full = || {
+        let c = Config::new(twin.path()).chunk_size(CHUNK);
+        Wal::open(c.recovery_mode(mode).verify_on_open(VerifyOnOpen::Full))
+    };
+    // A lazy open (the default).
     let wal = match Wal::open(cfg()) {
         Ok(w) => w,
         Err(e) => {
@@ -205,6 +227,18 @@ pub fn open_recovery(data: &[u8]) -> Option<usize> {
             return None;
         }
     };
+    // It replays sealed chunks from their footers without reading their entries: damage
+    // there shows when they are read, as a `Corruption` a full open reports too.
+    if let Some(e) = lazy_damage(&wal) {
+        drop(wal);
+        let r = full();
+        assert!(
+            matches!(r, Err(Error::Corruption { .. })),
+            "a read after a lazy open found {e:?}, a full open gave {:?}",
+            r.err()
+        );
+        return None;
+    }
     // Replay checks truncate and state records against the entries (records with a valid
     // CRC that contradict the log are corruption), so an opened log is self-consistent.
     assert!(
@@ -213,6 +247,17 @@ pub fn open_recovery(data: &[u8]) -> Option<usize> {
         wal.log_state()
     );
     let entries = read_all_entries(&wal);
+    // A full open of the same files rebuilds the same log.
+    match full() {
+        Ok(f) => {
+            assert_eq!(f.log_state(), wal.log_state(), "lazy and full opens differ");
+            assert_eq!(read_all_entries(&f), entries, "lazy and full opens differ");
+        }
+        Err(e) => assert!(
+            matches!(e, Error::Corruption { .. }),
+            "full open failed with {e:?} where a lazy one opened"
+        ),
+    }
     if ctl & 0x10 == 0 {
         return Some(entries.len());
     }
@@ -272,6 +317,12 @@ pub fn write_chunk_files(data: &[u8], dir: &Path) -> Option<(u8, RecoveryMode)> 
         if kind & 2 == 2 && (bytes.len() as u64) < CHUNK {
             bytes.resize(CHUNK as usize, 0);
         }
+        if kind & 8 == 8 {
+            let trailer = inp.take(TRAILER_LEN).unwrap_or_default();
+            bytes.resize(CHUNK as usize, 0);
+            let at = CHUNK as usize - TRAILER_LEN;
+            bytes[at..at + trailer.len()].copy_from_slice(trailer);
+        }
         // Bit 0x20: the newest of several files is still a prepared (temporary) chunk, as a
         // process crash leaves one when a rotation's install has not run yet.
         let name = if ctl & 0x20 != 0 && files > 1 && i + 1 == files {
@@ -309,6 +360,33 @@ fn self_consistent(wal: &Wal) -> bool {
     }
     let named = matches!(wal.entry(last.index), Ok(Some((id, _))) if id == last);
     named && matches!(wal.entry(first), Ok(Some(_)))
+}
+
+/// Copy the files of `from` into a new temporary directory.
+fn copy_files(from: &Path) -> tempfile::TempDir {
+    let to = temp_dir();
+    for e in std::fs::read_dir(from).expect("list") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), to.path().join(e.file_name())).expect("copy");
+    }
+    to
+}
+
+/// The `Corruption` a read of every entry (or a dump) of `wal` meets, if any.
+fn lazy_damage(wal: &Wal) -> Option<Error> {
+    let s = wal.log_state();
+    let n = wal.stat().entries as u64;
+    let last = s.last?;
+    let first = last.index.wrapping_add(1).wrapping_sub(n);
+    let read = if n == 0 {
+        Ok(Vec::new())
+    } else {
+        wal.read(first..=last.index)
+    };
+    match read.and_then(|_| wal.dump()) {
+        Err(e @ Error::Corruption { .. }) => Some(e),
+        _ => None,
+    }
 }
 
 /// Read every entry of an opened log and check the index agrees with itself.

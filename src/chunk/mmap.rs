@@ -291,6 +291,21 @@ impl RegionWriter {
         Ok(())
     }
 
+    /// Write `buf` as the region's last bytes (`pwrite`), without moving the cursor or
+    /// publishing anything: a sealed chunk's trailer. Refused unless it lies wholly at or
+    /// past the cursor, so it never touches a record or a published byte.
+    pub fn write_at_end(&mut self, buf: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let at = self.region.len.checked_sub(buf.len());
+        let Some(at) = at.filter(|&a| a >= self.cursor) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "trailer overlaps the records",
+            ));
+        };
+        self.file.write_all_at(buf, at as u64)
+    }
+
     /// Write `len` zero bytes at the cursor (recovery: over a torn tail).
     pub fn write_zeros(&mut self, len: usize) -> io::Result<()> {
         let zeros = vec![0u8; len.min(1 << 20)];

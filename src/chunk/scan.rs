@@ -52,16 +52,18 @@ pub enum Tail {
 }
 
 /// Scan `bytes` (a whole chunk file, header included), calling `visit` for each record of
-/// each *complete* atomic group, in order. `is_last` says whether this is the newest chunk,
-/// the only one allowed to end without a seal.
+/// each *complete* atomic group, in order. `epoch_tag` and `version` come from the chunk's
+/// header: record kinds new in format v2 are unknown (corruption) in a v1 chunk. `is_last`
+/// says whether this is the newest chunk, the only one allowed to end without a seal.
 pub fn scan_chunk<'a>(
     bytes: &'a [u8],
     seq: u64,
     epoch_tag: u32,
+    version: u32,
     is_last: bool,
     visit: &mut dyn FnMut(&Scanned<'a>) -> Result<()>,
 ) -> Result<Tail> {
-    scan_chunk_checked(bytes, seq, epoch_tag, is_last, true, visit)
+    scan_chunk_checked(bytes, seq, epoch_tag, version, is_last, true, visit)
 }
 
 /// [`scan_chunk`] with the per-record CRC check optional. Without it, the caller must verify
@@ -73,11 +75,11 @@ pub fn scan_chunk_checked<'a>(
     bytes: &'a [u8],
     seq: u64,
     epoch_tag: u32,
+    version: u32,
     is_last: bool,
     verify_crc: bool,
     visit: &mut dyn FnMut(&Scanned<'a>) -> Result<()>,
 ) -> Result<Tail> {
-    let version = header_version(bytes);
     let mut pos = HEADER_LEN;
     let mut pending: Vec<Scanned<'a>> = Vec::new();
     let stop: Option<CorruptionKind> = loop {
@@ -145,17 +147,6 @@ pub fn scan_chunk_checked<'a>(
         reason: stop.unwrap_or(CorruptionKind::UnterminatedGroup),
         garbage_end,
     })
-}
-
-/// The format version in the chunk header at the start of `bytes` (its callers decoded and
-/// checked that header already); 1 if the bytes are too short to hold one. Record kinds new
-/// in a later version are unknown in an older chunk.
-fn header_version(bytes: &[u8]) -> u32 {
-    // The header's version field: bytes 8..12, after the magic.
-    match bytes.get(8..12) {
-        Some(v) => u32::from_le_bytes([v[0], v[1], v[2], v[3]]),
-        None => 1,
-    }
 }
 
 /// Position of the last non-zero byte. Tests 64-byte blocks at a time (the OR-fold
@@ -247,8 +238,7 @@ fn later_proof(
         // Cheap filter before a full decode.
         if carries_tag(bytes, p, epoch_tag) {
             if let Ok(f) = decode_frame(&bytes[p..], epoch_tag) {
-                let decodes = Record::decode_in(version, f.kind, f.body).is_ok();
-                if decodes && f.hint as usize > damaged {
+                if Record::decode_in(version, f.kind, f.body).is_ok() && f.hint as usize > damaged {
                     return Some(p);
                 }
             }

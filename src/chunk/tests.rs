@@ -2,7 +2,9 @@
 
 use super::{scan_chunk, Tail};
 use crate::error::{CorruptionKind, Error};
-use crate::format::{encoded_len, write_frame, ChunkHeader, Record, FORMAT_VERSION, HEADER_LEN};
+use crate::format::{
+    encoded_len, write_frame, ChunkHeader, Record, FLAG_CONTINUES, FORMAT_VERSION, HEADER_LEN,
+};
 use crate::types::LogId;
 
 const TAG: u32 = 0xabcd_0001;
@@ -51,7 +53,7 @@ fn entry(i: u64) -> Record<'static> {
 
 fn count(buf: &[u8], is_last: bool) -> (Result<Tail, Error>, usize) {
     let mut n = 0;
-    let r = scan_chunk(buf, 3, TAG, is_last, &mut |_| {
+    let r = scan_chunk(buf, 3, TAG, FORMAT_VERSION, is_last, &mut |_| {
         n += 1;
         Ok(())
     });
@@ -137,6 +139,44 @@ fn a_valid_checksum_with_a_bad_body_is_corruption_not_a_tear() {
             ..
         })
     ));
+}
+
+#[test]
+fn kinds_new_in_v2_are_unknown_in_a_v1_chunk_only() {
+    let body = [0u8; 8];
+    let idx = Record::Index { body: &body };
+    let (buf, offs) = image(
+        &[
+            (entry(1), 0, 0),
+            (idx, FLAG_CONTINUES, 0),
+            (Record::Seal, 0, 0),
+        ],
+        4096,
+    );
+    for version in [1, 2] {
+        let mut kinds = Vec::new();
+        let r = scan_chunk(&buf, 3, TAG, version, false, &mut |s| {
+            kinds.push(s.record.kind());
+            Ok(())
+        });
+        if version == 1 {
+            match r {
+                Err(Error::Corruption { offset, reason, .. }) => {
+                    assert_eq!(offset, offs[1] as u64);
+                    assert_eq!(reason, CorruptionKind::UnknownKind { kind: 9 });
+                }
+                other => panic!("v1 chunk with an Index record: {other:?}"),
+            }
+        } else {
+            assert!(matches!(r, Ok(Tail::Sealed { .. })), "{r:?}");
+            assert_eq!(kinds, [1, 9, 8]);
+        }
+    }
+    // Kind 10 (the Batch record) is gated the same way.
+    assert_eq!(
+        Record::decode_in(1, 10, &[]),
+        Err(CorruptionKind::UnknownKind { kind: 10 })
+    );
 }
 
 #[test]

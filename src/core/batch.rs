@@ -65,7 +65,9 @@ impl Unit {
 }
 
 /// The unit that starts at `recs[i]`, if any, for a chunk with `avail` bytes free (what
-/// `Writer::fits` accepts) and format `version`. `raw` is scratch space.
+/// `Writer::fits` accepts for one record) and format `version`; a batch must also leave
+/// `per_member` bytes of that room per member (the seal-time footer's entry for each).
+/// `raw` is scratch space.
 ///
 /// A run of consecutive entries of one term becomes a Batch record when compression is on,
 /// the chunk is of format v2, the run holds at least `min_batch_bytes` of payload, and the
@@ -79,17 +81,18 @@ pub(crate) fn unit_at(
     recs: &[Record<'_>],
     sizes: &[usize],
     i: usize,
-    avail: usize,
+    (avail, per_member): (usize, usize),
     raw: &mut Vec<u8>,
 ) -> Option<Unit> {
     recs.get(i)?;
     #[cfg(feature = "compression")]
     if let Compression::Lz4 { min_batch_bytes } = config.compression {
         if version >= BATCH_MIN_VERSION {
-            return Some(lz4_unit(min_batch_bytes, recs, sizes, i, avail, raw));
+            let room = (avail, per_member);
+            return Some(lz4_unit(min_batch_bytes, recs, sizes, i, room, raw));
         }
     }
-    let _ = (config, version, sizes, avail, raw);
+    let _ = (config, version, sizes, avail, per_member, raw);
     Some(Unit::one(i, false))
 }
 
@@ -100,7 +103,7 @@ fn lz4_unit(
     recs: &[Record<'_>],
     sizes: &[usize],
     i: usize,
-    avail: usize,
+    (avail, per_member): (usize, usize),
     raw: &mut Vec<u8>,
 ) -> Unit {
     let Record::Entry { id: first, .. } = recs[i] else {
@@ -114,7 +117,7 @@ fn lz4_unit(
         }
         // Fits even if nothing compresses.
         let worst = encoded_len(BATCH_HEAD_LEN + lz4_bound(raw_len + add));
-        if worst > avail || raw_len + add > u32::MAX as usize {
+        if worst + per_member * (end - i + 1) > avail || raw_len + add > u32::MAX as usize {
             cut = true;
             break;
         }

@@ -34,10 +34,17 @@ fn newest_garbage(dir: &Path, seq: u64) -> Option<Error> {
     };
     let mut any = false;
     // Stop at the first complete group: a chunk with one is not garbage.
-    let verdict = scan_chunk(&bytes, seq, header.epoch_tag(), true, &mut |_| {
-        any = true;
-        Err(Error::WorkerStopped)
-    });
+    let verdict = scan_chunk(
+        &bytes,
+        seq,
+        header.epoch_tag(),
+        header.version,
+        true,
+        &mut |_| {
+            any = true;
+            Err(Error::WorkerStopped)
+        },
+    );
     if any {
         return None;
     }

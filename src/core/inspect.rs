@@ -139,22 +139,31 @@ fn inspect_chunk(
         }
     };
     rep.header = Some(ChunkHeaderInfo::from_header(&header));
-    let tail = scan_chunk(&bytes, seq, header.epoch_tag(), is_last, &mut |s| {
-        rep.records += 1;
-        match s.record {
-            crate::format::Record::Entry { .. } => rep.entries += 1,
-            crate::format::Record::Batch { head, .. } => rep.entries += u64::from(head.count),
-            _ => {}
-        }
-        on_record(&DumpRecord {
-            chunk: seq,
-            offset: s.offset as u64,
-            encoded_len: s.encoded_len as u64,
-            hint: s.hint,
-            record: OwnedRecord::from_record(&s.record),
-        });
-        Ok(())
-    })?;
+    let tail = scan_chunk(
+        &bytes,
+        seq,
+        header.epoch_tag(),
+        header.version,
+        is_last,
+        &mut |s| {
+            rep.records += 1;
+            match s.record {
+                crate::format::Record::Entry { .. } => rep.entries += 1,
+                crate::format::Record::Batch { head, .. } => {
+                    rep.entries += u64::from(head.count)
+                }
+                _ => {}
+            }
+            on_record(&DumpRecord {
+                chunk: seq,
+                offset: s.offset as u64,
+                encoded_len: s.encoded_len as u64,
+                hint: s.hint,
+                record: OwnedRecord::from_record(&s.record),
+            });
+            Ok(())
+        },
+    )?;
     rep.tail = Some(tail);
     Ok(())
 }

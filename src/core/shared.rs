@@ -220,7 +220,7 @@ fn apply_to(
             state.purged = img.purged;
             state.user_data = img.user_data.map(&mut *copy);
         }
-        Record::Seal => {}
+        Record::Seal | Record::Index { .. } => {}
     }
     Ok(())
 }

@@ -100,6 +100,11 @@ pub enum OwnedRecord {
         /// The compressed block as stored.
         compressed: Bytes,
     },
+    /// The seal-time footer of a v2 chunk (format v2): the raw Index body.
+    Index {
+        /// The body bytes (see `docs/format.md`).
+        body: Bytes,
+    },
 }
 
 impl OwnedRecord {
@@ -130,6 +135,7 @@ impl OwnedRecord {
                 raw_len: head.raw_len,
                 compressed: b(data),
             },
+            Record::Index { body } => OwnedRecord::Index { body: b(body) },
         }
     }
 
@@ -145,6 +151,7 @@ impl OwnedRecord {
             OwnedRecord::State(_) => "state",
             OwnedRecord::Seal => "seal",
             OwnedRecord::Batch { .. } => "batch",
+            OwnedRecord::Index { .. } => "index",
         }
     }
 }
@@ -223,6 +230,7 @@ impl Wal {
                 c.region.bytes(),
                 c.seq,
                 c.header.epoch_tag(),
+                c.header.version,
                 i + 1 == n,
                 &mut |sc| {
                     out.push(DumpRecord {

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use super::shared::Shared;
 use crate::chunk::{scan_chunk, Chunk, Tail};
 use crate::error::{CorruptionKind, Error, Result};
+use crate::format::{FooterBuilder, Record, FOOTER_VERSION};
 
 /// How many records a scan checks between two looks at its stop flag.
 const STOP_CHECK_EVERY: u64 = 1024;
@@ -103,8 +104,17 @@ fn check_chunk(c: &Chunk, newest: bool, stop: &dyn Fn() -> bool) -> Result<Check
     let bytes = c.region.bytes();
     let mut records = 0u64;
     let mut stopped = false;
-    let verdict = scan_chunk(bytes, c.seq, c.header.epoch_tag(), newest, &mut |_| {
+    // The footer a v2 chunk's Index record must hold: what its records make.
+    let mut footer = (c.header.version >= FOOTER_VERSION).then(FooterBuilder::new);
+    let mut index: Option<(usize, &[u8])> = None;
+    let (tag, version) = (c.header.epoch_tag(), c.header.version);
+    let verdict = scan_chunk(bytes, c.seq, tag, version, newest, &mut |s| {
         records += 1;
+        match (&mut footer, s.record) {
+            (Some(_), Record::Index { body }) => index = Some((s.offset, body)),
+            (Some(f), rec) => f.push(&rec, s.offset as u32),
+            (None, _) => {}
+        }
         if records % STOP_CHECK_EVERY == 0 && stop() {
             stopped = true;
             return Err(Error::WorkerStopped);
@@ -124,6 +134,19 @@ fn check_chunk(c: &Chunk, newest: bool, stop: &dyn Fn() -> bool) -> Result<Check
         // checked at open), and never change.
         Tail::Torn { at, reason, .. } => return Err(Error::corrupt(c.seq, at as u64, reason)),
     };
+    // A lazy open replayed the chunk from its footer: the footer must say what the records
+    // say (its CRC proves only that it is what was written).
+    if let (Some(f), Some((at, body))) = (footer, index) {
+        let mut want = vec![0u8; f.body_len()];
+        f.encode_body(&mut want);
+        if want != body {
+            let reason = CorruptionKind::BadBody {
+                kind: "index",
+                what: "footer disagrees with the chunk's records",
+            };
+            return Err(Error::corrupt(c.seq, at as u64, reason));
+        }
+    }
     Ok(Checked::Intact {
         records,
         bytes: end as u64,

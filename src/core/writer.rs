@@ -13,7 +13,10 @@ use crate::chunk::{chunk_path, Chunk, PreparedChunk, RegionWriter};
 use crate::config::Config;
 use crate::error::{copy_io, Error, Result};
 use crate::flush::{Callback, DurableState, Job, SyncOwner, Target, WorkerHandle};
-use crate::format::{encoded_len, write_frame, Record, StateImage, FLAG_CONTINUES, HEADER_LEN};
+use crate::format::{
+    encoded_len, write_frame, FooterBuilder, Record, StateImage, BODY_HEAD_LEN, FLAG_CONTINUES,
+    FOOTER_VERSION, HEADER_LEN, MAX_GROWTH_PER_RECORD, TRAILER_LEN,
+};
 use crate::types::{LogId, LogState};
 
 /// Bytes kept free at the end of every chunk for its seal record.
@@ -58,16 +61,35 @@ pub(crate) struct Writer {
     pub stage: Vec<u8>,
     /// Bytes of `stage` in use.
     pub staged: usize,
+    /// The active chunk's footer, collected as records are staged (see [`Writer::seal`]):
+    /// `Some` for a chunk of format v2 or later, `None` for a v1 chunk (which is sealed
+    /// without one and keeps the v1 reserve).
+    pub footer: Option<FooterBuilder>,
 }
 
-/// Largest payload accepted for a given chunk size.
+/// Largest payload accepted for a given chunk size: one that passes this check always fits
+/// in a fresh chunk (format v2, with its footer reserve).
 pub(crate) fn max_payload(chunk_size: u64) -> u64 {
     // Room for the header, the seal, a state image with vote and user data at their own
     // maximum (chunk_size / 8 each), and a truncate record that may share the group.
     let state_max = encoded_len(1 + 48 + 8 + 2 * (chunk_size as usize / 8));
+    // The footer reserve `fits` keeps when the truncate and the entry are checked, after
+    // the state image (bounded by `MAX_GROWTH_PER_RECORD` for each of the three records).
+    let footer = footer_reserve(BODY_HEAD_LEN, growth_of(3));
     // The largest truncate record: since, presence byte, log id.
-    let room = chunk_size as usize - HEADER_LEN - SEAL_LEN - state_max - encoded_len(25);
+    let room = chunk_size as usize - HEADER_LEN - footer - state_max - encoded_len(25);
     (room - encoded_len(16) - 8) as u64
+}
+
+/// Bytes to keep free after a v2 chunk's records so that the Index record, grown from a
+/// body of `body_len` bytes by `growth` more bytes, the Seal and the trailer all fit.
+fn footer_reserve(body_len: usize, growth: usize) -> usize {
+    encoded_len(body_len + growth) + SEAL_LEN + TRAILER_LEN
+}
+
+/// Footer growth bound for `records` records (a batch of `k` members counts as `k`).
+const fn growth_of(records: usize) -> usize {
+    records * MAX_GROWTH_PER_RECORD
 }
 
 /// Largest vote or user data accepted.
@@ -81,9 +103,31 @@ impl Writer {
     }
 
     /// Encode one record after the cursor and what is already staged; nothing reaches the
-    /// file before [`Writer::commit`]. Returns the record's offset.
+    /// file before [`Writer::commit`]. Returns the record's offset. The record goes into
+    /// the active chunk's footer too.
     fn stage(&mut self, rec: &Record<'_>, flags: u8) -> Result<usize> {
-        let body = rec.body_len();
+        // The buffer is reused without clearing: an entry's frame writes every byte (header,
+        // id, payload, padding); other bodies may skip bytes, so those start from zeros.
+        let zero = !matches!(rec, Record::Entry { .. } | Record::Batch { .. });
+        let off = self.stage_frame(rec.kind(), flags, rec.body_len(), zero, |b| {
+            rec.write_body(b)
+        })?;
+        if let Some(f) = &mut self.footer {
+            // Offsets are below the chunk size, at most 1 GiB.
+            f.push(rec, off as u32);
+        }
+        Ok(off)
+    }
+
+    /// Stage a frame of `kind` whose body `fill` writes (into zeros if `zero`).
+    fn stage_frame(
+        &mut self,
+        kind: u8,
+        flags: u8,
+        body: usize,
+        zero: bool,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<usize> {
         let size = encoded_len(body);
         if size > self.room() {
             return Err(Error::EntryTooLarge {
@@ -98,14 +142,10 @@ impl Writer {
             self.stage.resize(at + size, 0);
         }
         let dst = &mut self.stage[at..at + size];
-        // The buffer is reused without clearing: an entry's frame writes every byte (header,
-        // id, payload, padding); other bodies may skip bytes, so those start from zeros.
-        if !matches!(rec, Record::Entry { .. } | Record::Batch { .. }) {
+        if zero {
             dst.fill(0);
         }
-        write_frame(dst, rec.kind(), flags, tag, hint, body, |b| {
-            rec.write_body(b)
-        });
+        write_frame(dst, kind, flags, tag, hint, body, fill);
         self.staged = at + size;
         Ok(self.w.cursor() + at)
     }
@@ -150,8 +190,31 @@ impl Writer {
         self.w.remaining() - self.staged
     }
 
-    fn fits(&self, bytes: usize) -> bool {
-        bytes + SEAL_LEN <= self.room()
+    /// Whether records of `bytes` encoded bytes in all, which grow the footer by at most
+    /// `growth` bytes, fit after what is staged, keeping the room sealing needs: the Seal,
+    /// and in a v2 chunk the footer and the trailer.
+    fn fits(&self, bytes: usize, growth: usize) -> bool {
+        bytes + self.reserve(growth) <= self.room()
+    }
+
+    /// Room [`Writer::fits`] keeps free after records that grow the footer by `growth`.
+    fn reserve(&self, growth: usize) -> usize {
+        match &self.footer {
+            Some(f) => footer_reserve(f.body_len(), growth),
+            None => SEAL_LEN,
+        }
+    }
+
+    /// How much unit `u` may grow the active chunk's footer (0 without one): a record's
+    /// bound, and 4 bytes more per member of a batch.
+    fn growth(&self, u: &Unit) -> usize {
+        if self.footer.is_none() {
+            return 0;
+        }
+        match &u.batch {
+            Some((head, _)) => growth_of(1) + 4 * head.count as usize,
+            None => growth_of(1),
+        }
     }
 
     /// Write `recs` as atomic groups (one group per chunk they land in) and apply them.
@@ -170,7 +233,7 @@ impl Writer {
         // A batch that needs a new chunk gets it before anything is written, so a full
         // disk fails the call with nothing changed.
         let sizes: Vec<usize> = recs.iter().map(|r| encoded_len(r.body_len())).collect();
-        if !self.fits(sizes.iter().sum()) {
+        if !self.fits(sizes.iter().sum(), growth_of(sizes.len())) {
             self.ensure_spare()?;
         }
         let mut written = Vec::with_capacity(payloads.len());
@@ -225,16 +288,18 @@ impl Writer {
         let mut cur = self.unit(recs, sizes, 0, self.avail(), &mut raw);
         while let Some(mut u) = cur.take() {
             let mut rotated = false;
-            let (size, next) = loop {
-                let size = u.size(sizes);
-                let after = self.avail().saturating_sub(size);
+            let (size, grows, next) = loop {
+                let (size, grows) = (u.size(sizes), self.growth(&u));
+                let after = self.avail().saturating_sub(size + grows);
                 let next = self.unit(recs, sizes, u.span.end, after, &mut raw);
-                let need = match &next {
-                    Some(n) if u.span.start == 0 && tied => size + n.size(sizes),
-                    _ => size,
+                let (need, need_growth) = match &next {
+                    Some(n) if u.span.start == 0 && tied => {
+                        (size + n.size(sizes), grows + self.growth(n))
+                    }
+                    _ => (size, grows),
                 };
-                if self.fits(need) {
-                    break (size, next);
+                if self.fits(need, need_growth) {
+                    break (size, grows, next);
                 }
                 if rotated {
                     return Err(Error::EntryTooLarge {
@@ -255,7 +320,7 @@ impl Writer {
             };
             let next_fits = next
                 .as_ref()
-                .is_some_and(|n| self.fits(size + n.size(sizes)));
+                .is_some_and(|n| self.fits(size + n.size(sizes), grows + self.growth(n)));
             let flags = if next_fits || (u.span.start == 0 && tied) {
                 FLAG_CONTINUES
             } else {
@@ -263,9 +328,9 @@ impl Writer {
             };
             match &u.batch {
                 Some((head, data)) => {
+                    // The footer records the batch as a run of its members, every offset
+                    // `off` (`FooterBuilder::push`).
                     let off = self.stage(&Record::Batch { head: *head, data }, flags)?;
-                    // footer-wiring: the footer builder records a Batch as a run of its
-                    // `head.count` members, every offset `off` (docs/format.md).
                     staged.push((Staged::Batch(*head), off));
                 }
                 None => {
@@ -292,12 +357,16 @@ impl Writer {
         raw: &mut Vec<u8>,
     ) -> Option<Unit> {
         let version = self.active.header.version;
-        unit_at(&self.config, version, recs, sizes, i, avail, raw)
+        // A batch grows the footer by 4 bytes a member beyond a record's bound.
+        let per_member = if self.footer.is_some() { 4 } else { 0 };
+        unit_at(&self.config, version, recs, sizes, i, (avail, per_member), raw)
     }
 
-    /// The most bytes a record may take and still [`Writer::fits`] (the two must agree).
+    /// The most bytes a single record may take and still [`Writer::fits`] (the two must
+    /// agree; a batch also keeps 4 bytes per member, see [`unit_at`]).
     fn avail(&self) -> usize {
-        self.room().saturating_sub(SEAL_LEN)
+        let growth = if self.footer.is_some() { growth_of(1) } else { 0 };
+        self.room().saturating_sub(self.reserve(growth))
     }
 
     /// Write and publish the staged records, then apply them to the state and the index
@@ -386,7 +455,7 @@ impl Writer {
         let (v, u, mut img) = self.state_image();
         img.vote = v.as_deref();
         img.user_data = u.as_deref();
-        self.fits(encoded_len(Record::State(img).body_len()))
+        self.fits(encoded_len(Record::State(img).body_len()), growth_of(1))
     }
 
     /// Empty the log: a state image with no entries and no purge point (vote and user data
@@ -420,7 +489,7 @@ impl Writer {
         img.vote = vote.as_deref();
         img.user_data = ud.as_deref();
         let rec = Record::State(img);
-        if !self.fits(encoded_len(rec.body_len())) {
+        if !self.fits(encoded_len(rec.body_len()), growth_of(1)) {
             return Err(Error::EntryTooLarge {
                 size: rec.body_len() as u64,
                 max: self.w.remaining() as u64,
@@ -492,12 +561,13 @@ impl Writer {
         let seq = spare.seq;
         span.record("new", seq);
         if seal_old {
-            self.put(&Record::Seal, 0)?;
+            self.seal()?;
         }
         let PreparedChunk { header, mut w, .. } = spare;
+        // The old chunk is synced to its file's end, trailer included.
         self.owner.rotate(
             self.active.seq,
-            self.w.cursor(),
+            self.w.region().len(),
             seq,
             Arc::clone(w.region()),
             HEADER_LEN,
@@ -514,12 +584,51 @@ impl Writer {
         self.active = chunk;
         self.w = w;
         self.prefault.reset();
+        let mut footer = self.footer.take().unwrap_or_default();
+        footer.clear();
+        self.footer = (header.version >= FOOTER_VERSION).then_some(footer);
         self.metas.push_back(ChunkMeta {
             seq,
             max_index: None,
         });
         self.put_state()?;
         tracing::debug!(seq, "rotated to a new chunk");
+        Ok(())
+    }
+
+    /// End the active chunk. A v2 chunk gets its footer: the Index record and the Seal as
+    /// one group, then the trailer in the file's last bytes (past every record, never
+    /// published: only open reads it). A v1 chunk, or one whose footer would not fit (only
+    /// a chunk written without the v2 reserve), gets the Seal alone and is scanned at open.
+    fn seal(&mut self) -> Result<()> {
+        debug_assert_eq!(self.staged, 0, "sealing with records staged");
+        let end = self.w.region().len();
+        let footer = self.footer.take().filter(|f| {
+            let need = encoded_len(f.body_len()) + SEAL_LEN + TRAILER_LEN;
+            f.encodable() && self.w.cursor() + need <= end
+        });
+        let Some(f) = footer else {
+            self.put(&Record::Seal, 0)?;
+            return Ok(());
+        };
+        let kind = Record::Index { body: &[] }.kind();
+        let index_off = self.stage_frame(kind, FLAG_CONTINUES, f.body_len(), false, |b| {
+            f.encode_body(b)
+        })?;
+        let seal_off = self.stage(&Record::Seal, 0)?;
+        self.commit()?;
+        let trailer = f
+            .trailer(self.tag(), index_off as u32, seal_off as u32)
+            .encode();
+        self.footer = Some(f);
+        if let Err(e) = self.w.write_at_end(&trailer) {
+            let path = self.w.region().path();
+            let returned = Error::io("write chunk trailer", path, copy_io(&e));
+            self.shared
+                .poison
+                .poison("write chunk trailer", Some(path), e);
+            return Err(returned);
+        }
         Ok(())
     }
 
@@ -556,5 +665,27 @@ impl Writer {
         self.shared.metrics.chunks_removed(chunks.len());
         let target = self.target();
         self.worker.send(Job::Retire { target, chunks })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The figures docs/format.md gives, and a fresh chunk's worst case fitting exactly
+    /// as `fits` counts it.
+    #[test]
+    fn max_payload_leaves_the_footer_reserve() {
+        assert_eq!(max_payload(64 << 20), 50_331_208);
+        assert_eq!(max_payload(64 << 10), 48_712);
+        for size in [64 << 10, 1 << 20, 64 << 20] {
+            let state = encoded_len(1 + 48 + 8 + 2 * (size as usize / 8));
+            let entry = encoded_len(16 + max_payload(size) as usize);
+            let used = HEADER_LEN + state + encoded_len(25) + entry;
+            // After the State image the body holds one Record item (8 bytes past its own
+            // 8); the group of Truncate and entry is checked for two more records.
+            let room = size as usize - used;
+            assert!(room >= footer_reserve(BODY_HEAD_LEN + 8, 2), "{size}");
+        }
     }
 }

@@ -13,6 +13,10 @@ const KIND_USER_DATA: u8 = 6;
 const KIND_STATE: u8 = 7;
 const KIND_SEAL: u8 = 8;
 const KIND_BATCH: u8 = 10;
+/// The seal-time footer (format v2; see `footer`).
+const KIND_INDEX: u8 = 9;
+/// Kinds from this one on are new in format v2: in a v1 chunk they are unknown.
+const FIRST_V2_KIND: u8 = KIND_INDEX;
 
 /// A full image of the non-entry state; the first record of every chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,6 +82,11 @@ pub enum Record<'a> {
         head: BatchHead,
         /// The compressed raw block.
         data: &'a [u8],
+    /// The seal-time footer of a v2 chunk (its body is decoded by
+    /// [`decode_body`](super::decode_body), not here); replay ignores it.
+    Index {
+        /// The raw Index body.
+        body: &'a [u8],
     },
 }
 
@@ -162,6 +171,7 @@ impl<'a> Record<'a> {
             Record::State(_) => KIND_STATE,
             Record::Seal => KIND_SEAL,
             Record::Batch { .. } => KIND_BATCH,
+            Record::Index { .. } => KIND_INDEX,
         }
     }
 
@@ -186,6 +196,7 @@ impl<'a> Record<'a> {
             KIND_STATE => "state",
             KIND_SEAL => "seal",
             KIND_BATCH => "batch",
+            KIND_INDEX => "index",
             _ => "unknown",
         }
     }
@@ -207,6 +218,7 @@ impl<'a> Record<'a> {
             }
             Record::Seal => 0,
             Record::Batch { data, .. } => BATCH_HEAD_LEN + data.len(),
+            Record::Index { body } => body.len(),
         }
     }
 
@@ -261,14 +273,15 @@ impl<'a> Record<'a> {
                 head.write(&mut dst[..BATCH_HEAD_LEN]);
                 dst[BATCH_HEAD_LEN..].copy_from_slice(data);
             }
+            Record::Index { body } => dst.copy_from_slice(body),
         }
     }
 
-    /// [`Record::decode`] for a record of a chunk whose header says format `version`:
-    /// kinds newer than the chunk's format are unknown there ([`CorruptionKind::UnknownKind`]),
-    /// exactly as a build of that version would find them.
+    /// [`Record::decode`] for a record of a chunk whose header has format `version`: kinds
+    /// new in v2 (9 and up: Index, Batch) are unknown in a v1 chunk, exactly as a build of
+    /// that version would find them.
     pub fn decode_in(version: u32, kind: u8, body: &'a [u8]) -> Result<Record<'a>, CorruptionKind> {
-        if kind == KIND_BATCH && version < BATCH_MIN_VERSION {
+        if version < 2 && kind >= FIRST_V2_KIND {
             return Err(CorruptionKind::UnknownKind { kind });
         }
         Self::decode(kind, body)
@@ -336,6 +349,7 @@ impl<'a> Record<'a> {
                 let (head, data) = BatchHead::decode(body)?;
                 Ok(Record::Batch { head, data })
             }
+            KIND_INDEX => Ok(Record::Index { body }),
             other => Err(CorruptionKind::UnknownKind { kind: other }),
         }
     }

@@ -2,6 +2,10 @@
 
 mod batch;
 mod body;
+mod footer;
+mod footer_error;
+#[cfg(test)]
+mod footer_tests;
 mod header;
 mod record;
 #[cfg(test)]
@@ -13,6 +17,13 @@ pub use batch::{compress_into, decompress, BATCH_MIN_VERSION};
 #[cfg(any(test, feature = "testing", feature = "compression"))]
 pub use batch::{member_ranges, push_member, BATCH_HEAD_LEN, CODEC_LZ4, MEMBER_LEN_BYTES};
 pub use body::{Record, StateImage};
+#[cfg(any(test, feature = "testing"))]
+pub use footer::{decode_body, Footer, Run, Trailer, TRAILER_MAGIC};
+pub use footer::{
+    read_footer, FooterBuilder, Item, BODY_HEAD_LEN, FOOTER_VERSION, MAX_GROWTH_PER_RECORD,
+    TRAILER_LEN,
+};
+pub use footer_error::FooterError;
 #[cfg(any(test, feature = "testing"))]
 pub use header::CHUNK_MAGIC;
 pub use header::{ChunkHeader, HeaderError, FORMAT_VERSION, HEADER_LEN};

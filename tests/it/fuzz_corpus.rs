@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use chunkwal::format::{encoded_len, write_frame, Record, StateImage, HEADER_LEN};
+use chunkwal::format::{encoded_len, write_frame, Record, StateImage, HEADER_LEN, TRAILER_LEN};
 use chunkwal::inspect::chunk_file_name;
 use chunkwal::{Config, LogId, Wal};
 
@@ -110,6 +110,8 @@ fn seed(target: &str, name: &str) -> Vec<u8> {
 fn seeds_exercise_the_engine() {
     assert!(logic::record_parser(&seed("record_parser", "seed-chunk-clean")) >= 20);
     assert!(logic::record_parser(&seed("record_parser", "seed-chunk-sealed")) >= 3);
+    // Every entry of the sealed chunk, its State image, the Index and the Seal.
+    assert!(logic::record_parser(&seed("record_parser", "seed-chunk-footer")) >= 20);
     for w in ["0", "16"] {
         let n = logic::open_recovery(&seed("open_recovery", &format!("seed-real-clean-{w}")));
         assert_eq!(n, Some(20));
@@ -117,6 +119,8 @@ fn seeds_exercise_the_engine() {
         assert_eq!(n, Some(40));
         let n = logic::open_recovery(&seed("open_recovery", &format!("seed-real-mixed-{w}")));
         assert_eq!(n, Some(26)); // 30, truncated to 28, purged up to 2
+        let n = logic::open_recovery(&seed("open_recovery", &format!("seed-real-footer-{w}")));
+        assert_eq!(n, Some(40));
     }
     assert_eq!(
         logic::open_recovery(&seed("open_recovery", "seed-torn-cut")),
@@ -314,6 +318,11 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         rp.extend_from_slice(&t[..t.len().min(12_000)]);
         put("record_parser", &format!("seed-chunk-{name}"), rp);
     }
+    // A whole sealed v2 chunk, footer and trailer included, scanned as v2 (ctl bit 1).
+    let mut rp = epoch_tag(&c_big0).to_vec();
+    rp.push(2);
+    rp.extend_from_slice(&c_big0);
+    put("record_parser", "seed-chunk-footer", rp);
     // Lone frames under the fixed tag.
     let tag = (logic::FIXED_EPOCH as u32).to_le_bytes();
     let lone: Vec<(&str, Vec<u8>)> = vec![
@@ -374,7 +383,9 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         for write_after in [0u8, 0x10] {
             let mut v = vec![(((files.len() - 1) as u8) << 1) | write_after];
             for c in &files {
-                v.extend(file(2, trimmed(c)));
+                // Without a sealed chunk's trailer (at the very end, past a u16 length).
+                let n = c.len().min(logic::CHUNK as usize - TRAILER_LEN);
+                v.extend(file(2, trimmed(&c[..n])));
             }
             put(
                 "open_recovery",
@@ -382,6 +393,20 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
                 v,
             );
         }
+    }
+    // A sealed v2 chunk with its footer (the Index record among its bytes, the trailer after
+    // them), then the tail: a lazy open replays the first chunk from its footer.
+    let body = trimmed(&c_big0[..c_big0.len() - TRAILER_LEN]);
+    for write_after in [0u8, 0x10] {
+        let mut v = vec![(1 << 1) | write_after];
+        v.extend(file(2 | 8, body));
+        v.extend_from_slice(&c_big0[c_big0.len() - TRAILER_LEN..]);
+        v.extend(file(2, trimmed(&c_big1)));
+        put(
+            "open_recovery",
+            &format!("seed-real-footer-{write_after}"),
+            v,
+        );
     }
     // Crash inputs: the crashed chunk cut inside its last record, and with garbage after it.
     let t = trimmed(&c_crash);

@@ -225,7 +225,9 @@ fn a_failed_open_changes_no_file() {
     std::fs::write(&chunks[0], &s).unwrap();
     for mode in [RecoveryMode::TolerateTornTail, RecoveryMode::Strict] {
         let before = snapshot(d.path());
-        let r = Wal::open(cfg(d.path()).recovery_mode(mode));
+        // A lazy open would not read the damaged entry (see `footer`).
+        let full = chunkwal::VerifyOnOpen::Full;
+        let r = Wal::open(cfg(d.path()).recovery_mode(mode).verify_on_open(full));
         assert!(
             matches!(r, Err(Error::Corruption { .. })),
             "{mode:?}: {r:?}"
@@ -241,7 +243,8 @@ fn a_failed_open_changes_no_file() {
         .join(chunkwal::inspect::chunk_file_name(chunks.len() as u64));
     std::fs::write(&blank, vec![0u8; SMALL_CHUNK as usize]).unwrap();
     let before = snapshot(d.path());
-    assert!(Wal::open(cfg(d.path())).is_err());
+    let full = chunkwal::VerifyOnOpen::Full;
+    assert!(Wal::open(cfg(d.path()).verify_on_open(full)).is_err());
     assert!(
         before == snapshot(d.path()),
         "a failed open removed the blank chunk"

@@ -1,5 +1,6 @@
 //! Open and recovery: list and replay the chunks, repair a torn tail, start the writer.
 
+mod footer;
 mod open;
 mod replay;
 mod resume;

@@ -142,6 +142,7 @@ fn start_writer(
         w,
         end,
         sealed,
+        footer,
         ..
     } = tail;
     let worker = spawn(Arc::clone(&owner), config.flush_batch_max)?;
@@ -160,6 +161,7 @@ fn start_writer(
         prefault,
         stage: Vec::new(),
         staged: 0,
+        footer,
     };
     if sealed {
         writer.rotate(false)?;

@@ -8,15 +8,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 
+use super::footer::{builder_for, FromFooter};
 use super::resume::Tail0;
 use crate::chunk::{
     chunk_path, free_path, list_chunks, open_existing, open_existing_from, scan_chunk,
     scan_chunk_checked, tmp_path, Chunk, Opened, RegionWriter, Tail,
 };
-use crate::config::{Config, RecoveryMode};
+use crate::config::{Config, RecoveryMode, VerifyOnOpen};
 use crate::core::shared::apply;
 use crate::core::writer::ChunkMeta;
 use crate::error::{CorruptionKind, Error, Result};
+use crate::format::FooterBuilder;
 use crate::index::EntryIndex;
 use crate::types::LogState;
 
@@ -102,22 +104,30 @@ pub(super) struct Replayed {
 pub(super) fn replay(config: &Config, listing: &mut Listing) -> Result<Replayed> {
     let dir = config.dir.clone();
     let newest = listing.seqs.last().copied();
-    // Every chunk but the newest is sealed. Open them all now, and verify their checksums on
-    // a second thread while this one replays them without checking: open succeeds only if
-    // both do, and a checksum failure is the error reported.
-    let mut sealed = VecDeque::new();
+    // Every chunk but the newest is sealed. Open them all now. Under `VerifyOnOpen::Lazy`
+    // those with a valid footer are replayed from it and verified later, in the background.
+    // The others are scanned, and their checksums verified on a second thread while this one
+    // replays them without checking: open succeeds only if both do, and a checksum failure
+    // is the error reported.
+    let mut sealed = Vec::new();
     for &seq in listing
         .seqs
         .iter()
         .take(listing.seqs.len().saturating_sub(1))
     {
         match open_existing(&chunk_path(&dir, seq), seq, false)? {
-            Opened::ReadOnly(c) => sealed.push_back(c),
+            Opened::ReadOnly(c) => sealed.push(c),
             _ => return Err(Error::corrupt(seq, 0, CorruptionKind::ShortFile { len: 0 })),
         }
     }
-    let verifier = Verifier::start(sealed.iter().cloned().collect());
+    let footers: Vec<Option<FromFooter<'_>>> = match config.verify_on_open {
+        VerifyOnOpen::Lazy => sealed.iter().map(|c| super::footer::load(c)).collect(),
+        _ => sealed.iter().map(|_| None).collect(),
+    };
+    let scanned = sealed.iter().zip(&footers).filter(|(_, f)| f.is_none());
+    let verifier = Verifier::start(scanned.map(|(c, _)| Arc::clone(c)).collect());
     let mut r = Replayed::default();
+    let sealed: VecDeque<_> = sealed.iter().cloned().zip(footers).collect();
     let replayed = r.replay_all(config, listing, sealed);
     // A checksum failure is the real cause of anything replay tripped over, unless the
     // newest chunk is garbage (see `blame_newest`).
@@ -138,17 +148,24 @@ impl Replayed {
         &mut self,
         config: &Config,
         listing: &mut Listing,
-        mut sealed: VecDeque<Arc<Chunk>>,
+        mut sealed: VecDeque<(Arc<Chunk>, Option<FromFooter<'_>>)>,
     ) -> Result<()> {
         let dir = config.dir.as_path();
         let mut seqs: VecDeque<u64> = listing.seqs.iter().copied().collect();
         while let Some(seq) = seqs.pop_front() {
             let is_last = seqs.is_empty();
-            let (chunk, writer) = self.open_chunk(dir, seq, is_last, sealed.pop_front())?;
-            let verdict = self.scan(&chunk, writer.as_ref(), is_last)?;
+            let (opened, footer) = sealed.pop_front().unzip();
+            let (chunk, writer) = self.open_chunk(dir, seq, is_last, opened)?;
+            if let (Some(Some(f)), None) = (&footer, &writer) {
+                self.replay_footer(&chunk, f)?;
+                self.unverified.push(Arc::clone(&chunk));
+                self.chunks.insert(seq, chunk);
+                continue;
+            }
+            let (verdict, built) = self.scan(&chunk, writer.as_ref(), is_last)?;
             self.chunks.insert(seq, Arc::clone(&chunk));
             let Some((w, _)) = writer else { continue };
-            let sealed_tail = self.resume_at(config, chunk, w, verdict)?;
+            let sealed_tail = self.resume_at(config, chunk, w, verdict, built)?;
             if sealed_tail && seqs.is_empty() {
                 // The tail is this chunk: an adopted successor replaces it.
                 if let Some(tmp) = adoptable(dir, seq + 1, &listing.leftovers) {
@@ -189,14 +206,26 @@ impl Replayed {
         }
     }
 
+    /// Replay sealed chunk `chunk` from its footer `f` (see `footer`).
+    fn replay_footer(&mut self, chunk: &Chunk, f: &FromFooter<'_>) -> Result<()> {
+        let mut meta = ChunkMeta {
+            seq: chunk.seq,
+            max_index: None,
+        };
+        f.replay(chunk.seq, &mut self.state, &self.index, &mut meta)?;
+        self.metas.push_back(meta);
+        Ok(())
+    }
+
     /// Scan one chunk record by record and apply what it holds. The newest chunk's CRCs are
-    /// checked here; sealed ones by the verifier.
+    /// checked here; sealed ones by the verifier. For the newest chunk (opened writable) of
+    /// format v2, also returns the footer of what it holds, which the writer continues.
     fn scan(
         &mut self,
         chunk: &Arc<Chunk>,
         writer: Option<&Writable>,
         is_last: bool,
-    ) -> Result<Tail> {
+    ) -> Result<(Tail, Option<FooterBuilder>)> {
         let seq = chunk.seq;
         let bytes: &[u8] = match writer {
             // Past `data_end` the file holds no data: it reads as zeroes.
@@ -212,16 +241,21 @@ impl Replayed {
         };
         let (state, index) = (&mut self.state, &self.index);
         let mut copy = |b: &[u8]| Bytes::copy_from_slice(b);
-        let tag = chunk.header.epoch_tag();
-        let verdict = scan_chunk_checked(bytes, seq, tag, is_last, writer.is_some(), &mut |s| {
+        let (tag, version) = (chunk.header.epoch_tag(), chunk.header.version);
+        let mut built = writer.and_then(|_| builder_for(chunk));
+        let verify = writer.is_some();
+        let verdict = scan_chunk_checked(bytes, seq, tag, version, is_last, verify, &mut |s| {
             if let Some(i) = s.record.last_entry_index() {
                 meta.max_index = Some(meta.max_index.map_or(i, |m| m.max(i)));
+            }
+            if let Some(b) = &mut built {
+                b.push(&s.record, s.offset as u32);
             }
             apply(state, index, &s.record, seq, s.offset, &mut copy)
                 .map_err(|k| Error::corrupt(seq, s.offset as u64, k))
         })?;
         self.metas.push_back(meta);
-        Ok(verdict)
+        Ok((verdict, built))
     }
 
     /// The newest chunk: writing resumes where its records end (a torn tail is cut off
@@ -232,6 +266,7 @@ impl Replayed {
         chunk: Arc<Chunk>,
         mut w: RegionWriter,
         verdict: Tail,
+        footer: Option<FooterBuilder>,
     ) -> Result<bool> {
         let seq = chunk.seq;
         let mut cut_to = 0;
@@ -261,6 +296,7 @@ impl Replayed {
             end,
             sealed,
             cut_to,
+            footer,
         });
         Ok(sealed)
     }
@@ -283,6 +319,7 @@ fn adoptable(dir: &Path, seq: u64, leftovers: &[PathBuf]) -> Option<PathBuf> {
         c.region.bytes(),
         seq,
         c.header.epoch_tag(),
+        c.header.version,
         true,
         &mut |_| {
             any = true;
@@ -334,6 +371,7 @@ impl Verifier {
                     c.region.bytes(),
                     c.seq,
                     c.header.epoch_tag(),
+                    c.header.version,
                     false,
                     &mut |_| Ok(()),
                 )?;

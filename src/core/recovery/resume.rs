@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::core::writer::ChunkMeta;
 use crate::error::{Error, Result};
 use crate::flush::{SyncOwner, Target};
-use crate::format::HEADER_LEN;
+use crate::format::{FooterBuilder, FOOTER_VERSION, HEADER_LEN};
 
 /// The newest chunk after replay.
 pub(super) struct Tail0 {
@@ -23,6 +23,8 @@ pub(super) struct Tail0 {
     pub sealed: bool,
     /// A torn tail `[end, cut_to)` to zero once the open succeeded (0: none).
     pub cut_to: usize,
+    /// The footer of the records before `end`, for the writer to continue (format v2).
+    pub footer: Option<FooterBuilder>,
 }
 
 /// Where writing resumes, and what open found, for the open span: `"new"` (no chunk yet),
@@ -136,5 +138,6 @@ fn new_first_chunk(
         end: HEADER_LEN,
         sealed: false,
         cut_to: 0,
+        footer: (header.version >= FOOTER_VERSION).then(FooterBuilder::new),
     })
 }
