@@ -149,9 +149,7 @@ fn inspect_chunk(
             rep.records += 1;
             match s.record {
                 crate::format::Record::Entry { .. } => rep.entries += 1,
-                crate::format::Record::Batch { head, .. } => {
-                    rep.entries += u64::from(head.count)
-                }
+                crate::format::Record::Batch { head, .. } => rep.entries += u64::from(head.count),
                 _ => {}
             }
             on_record(&DumpRecord {

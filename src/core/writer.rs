@@ -359,13 +359,25 @@ impl Writer {
         let version = self.active.header.version;
         // A batch grows the footer by 4 bytes a member beyond a record's bound.
         let per_member = if self.footer.is_some() { 4 } else { 0 };
-        unit_at(&self.config, version, recs, sizes, i, (avail, per_member), raw)
+        unit_at(
+            &self.config,
+            version,
+            recs,
+            sizes,
+            i,
+            (avail, per_member),
+            raw,
+        )
     }
 
     /// The most bytes a single record may take and still [`Writer::fits`] (the two must
     /// agree; a batch also keeps 4 bytes per member, see [`unit_at`]).
     fn avail(&self) -> usize {
-        let growth = if self.footer.is_some() { growth_of(1) } else { 0 };
+        let growth = if self.footer.is_some() {
+            growth_of(1)
+        } else {
+            0
+        };
         self.room().saturating_sub(self.reserve(growth))
     }
 

@@ -1,6 +1,6 @@
 //! Record bodies: what each record kind means and how it is laid out.
 
-use super::batch::{BatchHead, BATCH_HEAD_LEN, BATCH_MIN_VERSION};
+use super::batch::{BatchHead, BATCH_HEAD_LEN};
 use crate::error::CorruptionKind;
 use crate::types::LogId;
 
@@ -82,6 +82,7 @@ pub enum Record<'a> {
         head: BatchHead,
         /// The compressed raw block.
         data: &'a [u8],
+    },
     /// The seal-time footer of a v2 chunk (its body is decoded by
     /// [`decode_body`](super::decode_body), not here); replay ignores it.
     Index {
