@@ -176,7 +176,7 @@ pub fn write_standard_dir(dir: &Path) {
 
 /// Write fixture `name` with the standard content and the current code, which must write
 /// format `version`. Refuses to overwrite: a committed fixture is never rewritten.
-#[allow(dead_code)] // Called by the next version's `write_format_vN_fixture` (module docs).
+
 pub fn write_format_fixture(version: u32, name: &str) {
     assert_eq!(
         FORMAT_VERSION, version,

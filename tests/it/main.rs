@@ -24,6 +24,7 @@ mod d_engine_reads;
 mod faults;
 mod fixtures;
 mod fixtures_v1;
+mod fixtures_v2;
 mod footer;
 mod fuzz_corpus;
 mod history;
