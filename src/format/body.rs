@@ -1,6 +1,6 @@
 //! Record bodies: what each record kind means and how it is laid out.
 
-use super::batch::{BatchHead, BATCH_HEAD_LEN};
+use super::batch::{BatchHead, BATCH_HEAD_LEN, BATCH_MIN_VERSION};
 use crate::error::CorruptionKind;
 use crate::types::LogId;
 
@@ -17,6 +17,8 @@ const KIND_BATCH: u8 = 10;
 const KIND_INDEX: u8 = 9;
 /// Kinds from this one on are new in format v2: in a v1 chunk they are unknown.
 const FIRST_V2_KIND: u8 = KIND_INDEX;
+// Batch records are one of them: `decode_in` gates them with the v2 kinds.
+const _: () = assert!(KIND_BATCH >= FIRST_V2_KIND && BATCH_MIN_VERSION == 2);
 
 /// A full image of the non-entry state; the first record of every chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -176,7 +176,6 @@ pub fn write_standard_dir(dir: &Path) {
 
 /// Write fixture `name` with the standard content and the current code, which must write
 /// format `version`. Refuses to overwrite: a committed fixture is never rewritten.
-
 pub fn write_format_fixture(version: u32, name: &str) {
     assert_eq!(
         FORMAT_VERSION, version,
