@@ -13,6 +13,40 @@
 //! Reopen and memory are measured in a fresh child process per engine and repetition
 //! (`reopen-child`, re-exec of this binary) so earlier runs do not pollute the RSS.
 
+/// Run `$body` with `$L` the engine type named `$name` (defined before the modules, so
+/// `reopen` uses it too).
+macro_rules! with_engine {
+    ($name:expr, $L:ident => $body:expr) => {
+        match $name {
+            "chunkwal" => {
+                type $L = Chunkwal;
+                $body
+            }
+            "raft-engine" => {
+                type $L = RaftEngine;
+                $body
+            }
+            "raft-engine-nolz4" => {
+                type $L = RaftEngineNoLz4;
+                $body
+            }
+            "raft-log" => {
+                type $L = RaftLog;
+                $body
+            }
+            "raft-log-nowait" => {
+                type $L = RaftLogNoWait;
+                $body
+            }
+            "okaywal" => {
+                type $L = Okaywal;
+                $body
+            }
+            other => Err(io::Error::other(format!("unknown engine {other}"))),
+        }
+    };
+}
+
 mod alloc;
 mod compress;
 mod diskstats;
@@ -45,38 +79,6 @@ pub const ENGINES: &[&str] = &[
     "raft-log-nowait",
     "okaywal",
 ];
-
-macro_rules! with_engine {
-    ($name:expr, $L:ident => $body:expr) => {
-        match $name {
-            "chunkwal" => {
-                type $L = Chunkwal;
-                $body
-            }
-            "raft-engine" => {
-                type $L = RaftEngine;
-                $body
-            }
-            "raft-engine-nolz4" => {
-                type $L = RaftEngineNoLz4;
-                $body
-            }
-            "raft-log" => {
-                type $L = RaftLog;
-                $body
-            }
-            "raft-log-nowait" => {
-                type $L = RaftLogNoWait;
-                $body
-            }
-            "okaywal" => {
-                type $L = Okaywal;
-                $body
-            }
-            other => Err(io::Error::other(format!("unknown engine {other}"))),
-        }
-    };
-}
 
 pub struct Args {
     pub dir: PathBuf,

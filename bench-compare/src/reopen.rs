@@ -57,34 +57,6 @@ pub const BASELINE: &str = "raft-engine";
 /// Entries written per batch when building a log.
 const BATCH: usize = 64;
 
-macro_rules! peer {
-    ($name:expr, $L:ident => $body:expr) => {
-        match $name {
-            "raft-engine" => {
-                type $L = RaftEngine;
-                $body
-            }
-            "raft-engine-nolz4" => {
-                type $L = RaftEngineNoLz4;
-                $body
-            }
-            "raft-log" => {
-                type $L = RaftLog;
-                $body
-            }
-            "raft-log-nowait" => {
-                type $L = RaftLogNoWait;
-                $body
-            }
-            "okaywal" => {
-                type $L = Okaywal;
-                $body
-            }
-            other => Err(io::Error::other(format!("unknown engine {other}"))),
-        }
-    };
-}
-
 /// One log shape: `entries` entries of `payload` bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Size {
@@ -170,7 +142,7 @@ pub fn probe(a: &Args) -> io::Result<()> {
         )?
     } else {
         let dir = a.dir.clone();
-        peer!(engine.as_str(), L => measure(size, || L::open(&dir, &peer_opts()), |_| None))?
+        with_engine!(engine.as_str(), L => measure(size, || L::open(&dir, &peer_opts()), |_| None))?
     };
     println!("{v}");
     Ok(())
@@ -226,7 +198,7 @@ fn build(engine: &str, dir: &Path, size: Size) -> io::Result<Value> {
     if is_chunkwal(engine) {
         fill(Chunkwal::open(dir, &Opts::default())?, size)?;
     } else {
-        peer!(engine, L => fill(L::open(dir, &peer_opts())?, size))?;
+        with_engine!(engine, L => fill(L::open(dir, &peer_opts())?, size))?;
     }
     let secs = t.elapsed().as_secs_f64();
     let (files, bytes, disk) = files_in(dir)?;
