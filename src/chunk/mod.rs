@@ -25,4 +25,6 @@ pub use owned::{read_chunk, Loaded};
 pub use recycle::free_path;
 #[cfg(feature = "testing")]
 pub use scan::Scanned;
+#[cfg(not(feature = "testing"))]
+pub(crate) use scan::Scanned;
 pub use scan::{scan_chunk, scan_chunk_checked, Tail};

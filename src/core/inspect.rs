@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::stat::{DumpRecord, OwnedRecord};
+use super::stat::DumpRecord;
 use crate::chunk::{check_seq, chunk_path, list_chunk_names, read_chunk, scan_chunk, Loaded, Tail};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::ChunkHeader;
@@ -152,13 +152,7 @@ fn inspect_chunk(
                 crate::format::Record::Batch { head, .. } => rep.entries += u64::from(head.count),
                 _ => {}
             }
-            on_record(&DumpRecord {
-                chunk: seq,
-                offset: s.offset as u64,
-                encoded_len: s.encoded_len as u64,
-                hint: s.hint,
-                record: OwnedRecord::from_record(&s.record),
-            });
+            on_record(&DumpRecord::scanned(seq, s));
             Ok(())
         },
     )?;

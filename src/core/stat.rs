@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::read::AccessStat;
 use super::wal::Wal;
-use crate::chunk::scan_chunk;
+use crate::chunk::{scan_chunk, Scanned};
 use crate::error::Result;
 use crate::format::Record;
 use crate::index::CacheStat;
@@ -172,6 +172,19 @@ pub struct DumpRecord {
     pub record: OwnedRecord,
 }
 
+impl DumpRecord {
+    /// The record a scan of chunk `chunk` found.
+    pub(crate) fn scanned(chunk: u64, s: &Scanned<'_>) -> DumpRecord {
+        DumpRecord {
+            chunk,
+            offset: s.offset as u64,
+            encoded_len: s.encoded_len as u64,
+            hint: s.hint,
+            record: OwnedRecord::from_record(&s.record),
+        }
+    }
+}
+
 /// The state and every live entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -233,13 +246,7 @@ impl Wal {
                 c.header.version,
                 i + 1 == n,
                 &mut |sc| {
-                    out.push(DumpRecord {
-                        chunk: c.seq,
-                        offset: sc.offset as u64,
-                        encoded_len: sc.encoded_len as u64,
-                        hint: sc.hint,
-                        record: OwnedRecord::from_record(&sc.record),
-                    });
+                    out.push(DumpRecord::scanned(c.seq, sc));
                     Ok(())
                 },
             )?;
