@@ -138,6 +138,11 @@ pub struct Config {
     /// and the page cache bound how far it can run ahead. `Some(n)` needs
     /// `1 <= n < chunk_size` (only the active chunk's bytes are counted).
     pub max_unsynced_bytes: Option<u64>,
+    /// Rewrite forward (multi-group logs): once the chunk files take more than this many
+    /// bytes, the live entries of small groups that keep the oldest chunks alive are
+    /// written again at the head, so those chunks can go (see `Wal::pinning_groups` and
+    /// `docs/durability.md`). Default `None`: never. `Some(n)` needs `n >= 2 * chunk_size`.
+    pub rewrite_threshold: Option<u64>,
     /// Log a `tracing` warning (and, with feature `metrics`, count
     /// `chunkwal_slow_syncs_total`) for every sync that takes longer than this. Default
     /// 1 s, etcd's threshold for its slow-fdatasync warning: a sync that slow stalls
@@ -174,6 +179,7 @@ impl std::fmt::Debug for Config {
             .field("create_if_missing", &self.create_if_missing)
             .field("recycle_chunks", &self.recycle_chunks)
             .field("max_unsynced_bytes", &self.max_unsynced_bytes)
+            .field("rewrite_threshold", &self.rewrite_threshold)
             .field("slow_sync_warn", &self.slow_sync_warn)
             .field("compression", &self.compression)
             .finish_non_exhaustive()
@@ -199,6 +205,7 @@ impl Config {
             create_if_missing: true,
             recycle_chunks: 4,
             max_unsynced_bytes: None,
+            rewrite_threshold: None,
             slow_sync_warn: Some(Duration::from_secs(1)),
             compression: Compression::None,
             #[cfg(feature = "testing")]
@@ -265,6 +272,13 @@ impl Config {
     /// [`Config::max_unsynced_bytes`](Config#structfield.max_unsynced_bytes)).
     pub fn max_unsynced_bytes(mut self, bytes: Option<u64>) -> Self {
         self.max_unsynced_bytes = bytes;
+        self
+    }
+
+    /// Set the disk use past which small lagging groups are rewritten forward (see
+    /// [`Config::rewrite_threshold`](Config#structfield.rewrite_threshold)).
+    pub fn rewrite_threshold(mut self, bytes: Option<u64>) -> Self {
+        self.rewrite_threshold = bytes;
         self
     }
 
@@ -378,6 +392,14 @@ impl Config {
                 })
             }
             _ => {}
+        }
+        if let Some(value) = self.rewrite_threshold {
+            if value < 2 * self.chunk_size {
+                return Err(ConfigError::RewriteThresholdTooSmall {
+                    value,
+                    chunk_size: self.chunk_size,
+                });
+            }
         }
         if matches!(self.compression, Compression::Lz4 { .. }) && !cfg!(feature = "compression") {
             return Err(ConfigError::CompressionUnavailable {

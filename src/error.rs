@@ -62,6 +62,13 @@ pub enum CorruptionKind {
     /// Reserved bits are set.
     #[error("reserved bits set in record header")]
     ReservedBits,
+    /// A record flagged as belonging to a group has no group id, or group 0, or is in a
+    /// chunk whose format has no groups.
+    #[error("bad group prefix (group {group:?})")]
+    BadGroup {
+        /// The group id found, if the prefix was there.
+        group: Option<u64>,
+    },
     /// The record kind byte is unknown.
     #[error("unknown record kind {kind}")]
     UnknownKind {
@@ -196,6 +203,23 @@ pub enum Error {
         /// caught panic is an [`io::ErrorKind::Other`] error wrapping [`Panicked`].
         #[source]
         source: Arc<io::Error>,
+    },
+    /// A new group, or a bigger vote or user data, would make the groups' state images
+    /// (which start every chunk) pass the room a chunk keeps for them.
+    #[error("{groups} groups' state images would take {image_bytes} bytes, more than {max}")]
+    TooManyGroups {
+        /// Groups in the log.
+        groups: usize,
+        /// Bytes their images would take.
+        image_bytes: u64,
+        /// The room for them: an eighth of the chunk size.
+        max: u64,
+    },
+    /// The operation needs a non-default group (the default group is the log itself).
+    #[error("{op} needs a non-default group")]
+    DefaultGroup {
+        /// The operation refused.
+        op: &'static str,
     },
     /// A payload does not fit in a chunk.
     #[error("record of {size} bytes exceeds the maximum of {max} bytes for this chunk size")]
@@ -370,6 +394,14 @@ pub enum ConfigError {
     /// `flush_batch_max` is 0: no flush request could ever be taken.
     #[error("flush_batch_max must be at least 1")]
     FlushBatchMaxZero,
+    /// `rewrite_threshold` is below two chunks.
+    #[error("rewrite_threshold {value} must be at least twice chunk_size {chunk_size}")]
+    RewriteThresholdTooSmall {
+        /// The threshold given.
+        value: u64,
+        /// The chunk size.
+        chunk_size: u64,
+    },
     /// `max_unsynced_bytes` is `Some(0)`. Use `None` for no backpressure, or
     /// [`crate::Wal::flush_blocking`] after each append to make every append durable.
     #[error("max_unsynced_bytes must be at least 1 (use None for no bound)")]

@@ -80,9 +80,10 @@ pub use crate::config::{
 #[cfg(feature = "testing")]
 pub use crate::config::{FailPoint, SyncHook, SyncRecorder};
 pub use crate::core::{
-    AccessStat, Entries, Reader, VerifyProgress, VerifyReport, VerifyStatus, Wal,
+    AccessStat, Entries, Group, GroupPin, GroupReader, Reader, VerifyProgress, VerifyReport,
+    VerifyStatus, Wal, WriteBatch,
 };
 pub use crate::error::{ConfigError, CorruptionKind, Error, Panicked, Result};
 pub use crate::flush::FlushTicket;
 pub use crate::index::CacheStat;
-pub use crate::types::{LogId, LogState, MAX_CHUNK_SEQ};
+pub use crate::types::{GroupId, LogId, LogState, MAX_CHUNK_SEQ};

@@ -24,6 +24,28 @@ impl std::fmt::Display for LogId {
     }
 }
 
+/// A Raft group's id in a log shared by many groups (see `Wal::group`). Group 0,
+/// [`GroupId::DEFAULT`], is the log's own single-group API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct GroupId(pub u64);
+
+impl GroupId {
+    /// The default group: what `Wal::append`, `Wal::read` and the other single-group calls
+    /// use.
+    pub const DEFAULT: GroupId = GroupId(0);
+
+    /// Whether this is the default group.
+    pub const fn is_default(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::fmt::Display for GroupId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "group {}", self.0)
+    }
+}
+
 /// The largest chunk sequence number a log may use. Write positions pack the sequence
 /// number into 32 bits (see `position`), so open refuses any chunk file past it, and a
 /// rotation must not go past it either.

@@ -17,6 +17,8 @@ pub struct Scanned<'a> {
     pub encoded_len: usize,
     /// Durable hint stored in the record.
     pub hint: u32,
+    /// The group the record belongs to (0: the default group).
+    pub group: u64,
     /// The decoded record.
     pub record: Record<'a>,
 }
@@ -89,7 +91,7 @@ pub fn scan_chunk_checked<'a>(
             Err(FrameError::Truncated) => break None,
             Err(FrameError::Corrupt(k)) => break Some(k),
         };
-        let record = match Record::decode_in(version, frame.kind, frame.body) {
+        let record = match frame.record(version) {
             Ok(r) => r,
             // The checksum matched, so these bytes were written as they are: not a torn write.
             Err(k) => return Err(Error::corrupt(seq, pos as u64, k)),
@@ -98,6 +100,7 @@ pub fn scan_chunk_checked<'a>(
             offset: pos,
             encoded_len: frame.encoded_len,
             hint: frame.hint,
+            group: frame.group,
             record,
         };
         pos += frame.encoded_len;
@@ -238,7 +241,7 @@ fn later_proof(
         // Cheap filter before a full decode.
         if carries_tag(bytes, p, epoch_tag) {
             if let Ok(f) = decode_frame(&bytes[p..], epoch_tag) {
-                if Record::decode_in(version, f.kind, f.body).is_ok() && f.hint as usize > damaged {
+                if f.record(version).is_ok() && f.hint as usize > damaged {
                     return Some(p);
                 }
             }

@@ -74,7 +74,7 @@ impl Entries {
 
     /// Look up to `BATCH` locations from `next` on; stop at the first gap.
     fn fill(&mut self, next: u64, through: u64) {
-        let index = &self.reader.shared().index;
+        let index = &self.reader.index();
         self.ahead.clear();
         self.seen = index.removals();
         let to = through.min(next.saturating_add(BATCH - 1));
@@ -104,7 +104,7 @@ impl Iterator for Entries {
     fn next(&mut self) -> Option<Self::Item> {
         let (next, through) = self.span?;
         // A removal since the look-up may have made the locations ahead stale.
-        if self.ahead.is_empty() || self.reader.shared().index.removals() != self.seen {
+        if self.ahead.is_empty() || self.reader.index().removals() != self.seen {
             self.fill(next, through);
         }
         let Some(&(i, loc)) = self.ahead.front().filter(|(i, _)| *i == next) else {

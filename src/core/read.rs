@@ -8,19 +8,23 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::batch::{decompress_members, Members};
+use super::groups::GroupLog;
 use super::iter::Entries;
 use super::range::{out_of_range, resolve};
 use super::shared::{Counters, Shared};
 use crate::chunk::Chunk;
 use crate::error::{CorruptionKind, Error, Result};
-use crate::format::{decode_frame, FrameError, Record, RECORD_HEADER_LEN};
-use crate::index::{CacheCursor, CacheStat, Loc};
+use crate::format::{decode_frame, FrameError, Record, GROUP_PREFIX_LEN, RECORD_HEADER_LEN};
+use crate::index::{CacheCursor, CacheStat, EntryIndex, Loc};
 use crate::types::{LogId, LogState};
 
 /// A cloneable, `Send + Sync` read handle. Reads never wait for the writer.
 #[derive(Debug, Clone)]
 pub struct Reader {
     shared: Arc<Shared>,
+    /// A view of one non-default group (`None`: the default group), taken per call by
+    /// [`GroupReader`](super::group::GroupReader).
+    view: Option<(u64, Arc<GroupLog>)>,
 }
 
 /// Read and write counters.
@@ -52,7 +56,27 @@ pub struct AccessStat {
 
 impl Reader {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Reader { shared }
+        Reader { shared, view: None }
+    }
+
+    /// A reader of group `id`'s log as it is now (an empty one if the group does not exist).
+    pub(crate) fn view_of(&self, id: u64) -> Reader {
+        if id == 0 {
+            return Reader::new(Arc::clone(&self.shared));
+        }
+        let log = self.shared.groups.read().get(&id).cloned();
+        Reader {
+            shared: Arc::clone(&self.shared),
+            view: Some((id, log.unwrap_or_default())),
+        }
+    }
+
+    /// The index this reader reads.
+    pub(super) fn index(&self) -> &EntryIndex {
+        match &self.view {
+            Some((_, g)) => &g.index,
+            None => &self.shared.index,
+        }
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -61,12 +85,15 @@ impl Reader {
 
     /// The latest log state.
     pub fn log_state(&self) -> LogState {
-        self.shared.state.read().clone()
+        match &self.view {
+            Some((_, g)) => g.state.read().clone(),
+            None => self.shared.state.read().clone(),
+        }
     }
 
     /// The smallest index the log holds, if it holds any entry.
     pub fn first_index(&self) -> Option<u64> {
-        self.shared.index.first()
+        self.index().first()
     }
 
     /// Highest entry index known durable.
@@ -96,12 +123,12 @@ impl Reader {
     /// The largest index the log holds, if it holds any entry (from the index; unlike
     /// [`LogState::last`], never the purge point).
     pub fn last_index(&self) -> Option<u64> {
-        self.shared.index.last_index()
+        self.index().last_index()
     }
 
     /// The first and last index held, if any.
     pub(super) fn held(&self) -> Option<(u64, u64)> {
-        let index = &self.shared.index;
+        let index = self.index();
         index.first().zip(index.last_index())
     }
 
@@ -111,12 +138,12 @@ impl Reader {
     /// `None` for an index the log does not hold, including the purge point itself: its
     /// term is in [`LogState::purged`].
     pub fn term(&self, index: u64) -> Option<u64> {
-        self.shared.index.get(index).map(|loc| loc.term)
+        self.index().get(index).map(|loc| loc.term)
     }
 
     /// One entry, if present.
     pub fn entry(&self, index: u64) -> Result<Option<(LogId, Bytes)>> {
-        let Some(loc) = self.shared.index.get(index) else {
+        let Some(loc) = self.index().get(index) else {
             return Ok(None);
         };
         // `None`: purged while we looked.
@@ -196,7 +223,7 @@ impl Reader {
         // Room for the entries that exist, not for the range asked for; a bounded read
         // starts small and grows.
         let mut cap = (through - from)
-            .min(self.shared.index.len() as u64)
+            .min(self.index().len() as u64)
             .saturating_add(1);
         if max_bytes != u64::MAX {
             cap = cap.min(256);
@@ -249,7 +276,7 @@ impl Reader {
     ) -> Result<bool> {
         let mut cur = Cursor::default();
         let mut expect = Some(from);
-        let r = self.shared.index.visit(from, through, |i, loc| {
+        let r = self.index().visit(from, through, |i, loc| {
             if expect != Some(i) {
                 return Err(Halt::Gap);
             }
@@ -271,8 +298,11 @@ impl Reader {
     /// The payload of entry `index` at `loc`: `None` if its chunk is gone (purged since the
     /// index was read).
     pub(super) fn payload(&self, index: u64, loc: Loc, cur: &mut Cursor) -> Result<Option<Bytes>> {
-        if let Some(b) = self.shared.cache.get_near(index, loc.pos(), &mut cur.cache) {
-            return Ok(Some(b));
+        // Only the default group has a payload cache.
+        if self.view.is_none() {
+            if let Some(b) = self.shared.cache.get_near(index, loc.pos(), &mut cur.cache) {
+                return Ok(Some(b));
+            }
         }
         // A member of the Batch record this walk decompressed last (not cached, or evicted).
         let last_batch = cur.batch.as_ref().filter(|m| m.pos == loc.pos());
@@ -287,7 +317,10 @@ impl Reader {
                 .map(|e| Arc::clone(e.value()));
         }
         match cur.chunk.as_ref() {
-            Some(c) => read_verified(&self.shared, c, index, loc, &mut cur.batch).map(Some),
+            Some(c) => {
+                let group = self.view.as_ref().map_or(0, |(id, _)| *id);
+                read_verified(&self.shared, c, (group, index), loc, &mut cur.batch).map(Some)
+            }
             None => Ok(None),
         }
     }
@@ -325,7 +358,7 @@ pub(super) struct Cursor {
 fn read_verified(
     shared: &Shared,
     c: &Arc<Chunk>,
-    index: u64,
+    (group, index): (u64, u64),
     loc: Loc,
     batch: &mut Option<Arc<Members>>,
 ) -> Result<Bytes> {
@@ -336,9 +369,15 @@ fn read_verified(
         FrameError::Truncated => corrupt(CorruptionKind::BadLength { len: 0 }),
         FrameError::Corrupt(k) => corrupt(k),
     })?;
-    match Record::decode_in(c.header.version, frame.kind, frame.body).map_err(corrupt)? {
+    if frame.group != group {
+        return Err(corrupt(CorruptionKind::BadGroup {
+            group: Some(frame.group),
+        }));
+    }
+    match frame.record(c.header.version).map_err(corrupt)? {
         Record::Entry { id, payload } if id == LogId::new(loc.term, index) => {
-            let start = off + RECORD_HEADER_LEN + 16;
+            let prefix = if group == 0 { 0 } else { GROUP_PREFIX_LEN };
+            let start = off + RECORD_HEADER_LEN + prefix + 16;
             c.region
                 .bytes_at(start, payload.len())
                 .ok_or_else(|| corrupt(CorruptionKind::BadLength { len: 0 }))
@@ -366,7 +405,7 @@ impl Reader {
     /// Entry `index`'s chunk file and the byte range `[start, end)` of its record. For
     /// durability oracles in tests (feature `testing`).
     pub fn locate(&self, index: u64) -> Option<(std::path::PathBuf, u64, u64)> {
-        let loc = self.shared.index.get(index)?;
+        let loc = self.index().get(index)?;
         let c = self.shared.chunks.get(&loc.chunk)?;
         let c = c.value();
         let off = loc.offset as usize;

@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub cache: PayloadCache,
     pub chunks: SkipMap<u64, Arc<Chunk>>,
     pub state: RwLock<LogState>,
+    /// The non-default groups (see `groups.rs`).
+    pub groups: super::groups::GroupMap,
     pub poison: Arc<Poison>,
     pub durable: Arc<DurableState>,
     pub counters: Counters,
@@ -220,7 +222,8 @@ fn apply_to(
             state.purged = img.purged;
             state.user_data = img.user_data.map(&mut *copy);
         }
-        Record::Seal | Record::Index { .. } => {}
+        // Applied by `GroupStates::apply` (a RemoveGroup record always has a group).
+        Record::Seal | Record::Index { .. } | Record::RemoveGroup => {}
     }
     Ok(())
 }

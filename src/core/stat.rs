@@ -105,6 +105,8 @@ pub enum OwnedRecord {
         /// The body bytes (see `docs/format.md`).
         body: Bytes,
     },
+    /// The record's group is removed (format v2).
+    RemoveGroup,
 }
 
 impl OwnedRecord {
@@ -136,6 +138,7 @@ impl OwnedRecord {
                 compressed: b(data),
             },
             Record::Index { body } => OwnedRecord::Index { body: b(body) },
+            Record::RemoveGroup => OwnedRecord::RemoveGroup,
         }
     }
 
@@ -152,6 +155,7 @@ impl OwnedRecord {
             OwnedRecord::Seal => "seal",
             OwnedRecord::Batch { .. } => "batch",
             OwnedRecord::Index { .. } => "index",
+            OwnedRecord::RemoveGroup => "remove_group",
         }
     }
 }
@@ -168,6 +172,8 @@ pub struct DumpRecord {
     pub encoded_len: u64,
     /// Durable hint stored with it.
     pub hint: u32,
+    /// The group it belongs to (0: the default group).
+    pub group: u64,
     /// The record.
     pub record: OwnedRecord,
 }
@@ -180,6 +186,7 @@ impl DumpRecord {
             offset: s.offset as u64,
             encoded_len: s.encoded_len as u64,
             hint: s.hint,
+            group: s.group,
             record: OwnedRecord::from_record(&s.record),
         }
     }

@@ -27,7 +27,7 @@ use crate::types::{LogId, LogState};
 /// reports `Ok`. See `docs/durability.md`.
 pub struct Wal {
     writer: Mutex<Writer>,
-    reader: Reader,
+    pub(super) reader: Reader,
     max_payload: u64,
     max_meta: u64,
     /// The background verifier of the sealed chunks open did not check.
@@ -94,7 +94,7 @@ impl Wal {
         self.max_payload
     }
 
-    fn check_payload(&self, len: usize) -> Result<()> {
+    pub(super) fn check_payload(&self, len: usize) -> Result<()> {
         if len as u64 > self.max_payload {
             return Err(Error::EntryTooLarge {
                 size: len as u64,
@@ -104,7 +104,7 @@ impl Wal {
         Ok(())
     }
 
-    fn check_meta(&self, len: usize) -> Result<()> {
+    pub(super) fn check_meta(&self, len: usize) -> Result<()> {
         if len as u64 > self.max_meta {
             return Err(Error::EntryTooLarge {
                 size: len as u64,
@@ -123,7 +123,7 @@ impl Wal {
     /// Run a write under the writer mutex. A panic on the write path poisons the log
     /// (parking_lot mutexes do not): the disk, the index and the cache may disagree after it,
     /// so nothing more may be written or reported durable.
-    fn write_op<T>(&self, f: impl FnOnce(&mut Writer) -> Result<T>) -> Result<T> {
+    pub(super) fn write_op<T>(&self, f: impl FnOnce(&mut Writer) -> Result<T>) -> Result<T> {
         let mut w = self.lock()?;
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut w)));
         match r {
@@ -200,7 +200,7 @@ impl Wal {
         Ok(())
     }
 
-    fn check_truncate(state: &LogState, since: u64) -> Result<()> {
+    pub(super) fn check_truncate(state: &LogState, since: u64) -> Result<()> {
         if let Some(p) = state.purged {
             if since <= p.index {
                 return Err(Error::TruncatePurged {
@@ -285,7 +285,7 @@ impl Wal {
                 return Ok(());
             }
             w.write(&[Record::Purge { upto }], &[], false)?;
-            w.retire_chunks(upto)
+            w.retire_chunks(Some(upto))
         })
     }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, Weak};
 use bytes::Bytes;
 
 use super::batch::{unit_at, Unit};
+use super::groups::GroupStates;
 use super::prefault::Prefaulter;
 use super::shared::{apply, check_all, Counters, Shared};
 use crate::chunk::{chunk_path, Chunk, PreparedChunk, RegionWriter};
@@ -48,6 +49,8 @@ pub(crate) struct Writer {
     pub metas: VecDeque<ChunkMeta>,
     /// Authoritative state; published to `shared.state` after each operation.
     pub state: LogState,
+    /// The non-default groups' authoritative state (published to `shared.groups`).
+    pub groups: GroupStates,
     pub gen: u64,
     /// Every sync, install and purge delete goes through it.
     pub owner: Arc<SyncOwner>,
@@ -105,7 +108,7 @@ impl Writer {
     /// Encode one record after the cursor and what is already staged; nothing reaches the
     /// file before [`Writer::commit`]. Returns the record's offset. The record goes into
     /// the active chunk's footer too.
-    fn stage(&mut self, rec: &Record<'_>, flags: u8) -> Result<usize> {
+    pub(super) fn stage(&mut self, rec: &Record<'_>, flags: u8) -> Result<usize> {
         // The buffer is reused without clearing: an entry's frame writes every byte (header,
         // id, payload, padding); other bodies may skip bytes, so those start from zeros.
         let zero = !matches!(rec, Record::Entry { .. } | Record::Batch { .. });
@@ -120,7 +123,7 @@ impl Writer {
     }
 
     /// Stage a frame of `kind` whose body `fill` writes (into zeros if `zero`).
-    fn stage_frame(
+    pub(super) fn stage_frame(
         &mut self,
         kind: u8,
         flags: u8,
@@ -152,7 +155,7 @@ impl Writer {
 
     /// Write the staged records to the chunk (one `pwrite`) and publish them. A failed
     /// write poisons the log: what reached the page cache is unknown.
-    fn commit(&mut self) -> Result<()> {
+    pub(super) fn commit(&mut self) -> Result<()> {
         if self.staged == 0 {
             return Ok(());
         }
@@ -186,14 +189,14 @@ impl Writer {
     }
 
     /// Free bytes after the cursor and the staged records.
-    fn room(&self) -> usize {
+    pub(super) fn room(&self) -> usize {
         self.w.remaining() - self.staged
     }
 
     /// Whether records of `bytes` encoded bytes in all, which grow the footer by at most
     /// `growth` bytes, fit after what is staged, keeping the room sealing needs: the Seal,
     /// and in a v2 chunk the footer and the trailer.
-    fn fits(&self, bytes: usize, growth: usize) -> bool {
+    pub(super) fn fits(&self, bytes: usize, growth: usize) -> bool {
         bytes + self.reserve(growth) <= self.room()
     }
 
@@ -426,7 +429,7 @@ impl Writer {
     }
 
     /// Bookkeeping after record `rec` at `(seq, off)` was applied.
-    fn note(&mut self, rec: &Record<'_>, seq: u64, off: usize, written: &mut Vec<u64>) {
+    pub(super) fn note(&mut self, rec: &Record<'_>, seq: u64, off: usize, written: &mut Vec<u64>) {
         if let Some(last) = rec.last_entry_index() {
             if let Some(m) = self.metas.back_mut() {
                 m.max_index = Some(m.max_index.map_or(last, |x| x.max(last)));
@@ -492,7 +495,7 @@ impl Writer {
         self.shared.cache.remove_from(0);
         self.gen = self.shared.durable.on_truncate(None);
         *self.shared.state.write() = self.state.clone();
-        self.retire_chunks(LogId::new(u64::MAX, u64::MAX))
+        self.retire_chunks(Some(LogId::new(u64::MAX, u64::MAX)))
     }
 
     /// Write a full state image as its own group.
@@ -603,7 +606,7 @@ impl Writer {
             seq,
             max_index: None,
         });
-        self.put_state()?;
+        self.put_images()?;
         tracing::debug!(seq, "rotated to a new chunk");
         Ok(())
     }
@@ -654,11 +657,18 @@ impl Writer {
 
     /// After a purge up to `upto`: drop fully purged old chunks from the read path and have
     /// the worker delete their files once the purge record is durable.
-    pub fn retire_chunks(&mut self, upto: LogId) -> Result<()> {
+    /// With `upto` `None`, only chunks that hold no entry of the default group go. Either
+    /// way, no chunk goes that holds a live entry of another group (see `groups.rs`).
+    pub fn retire_chunks(&mut self, upto: Option<LogId>) -> Result<()> {
         let mut chunks = Vec::new();
+        let floor = self.groups.pin_floor().map(|(c, _)| c);
         while self.metas.len() > 1 {
             let Some(m) = self.metas.front() else { break };
-            if m.seq == self.active.seq || m.max_index.is_some_and(|x| x > upto.index) {
+            let holds = |x: u64| upto.is_none_or(|u| x > u.index);
+            if m.seq == self.active.seq
+                || m.max_index.is_some_and(holds)
+                || floor.is_some_and(|f| m.seq >= f)
+            {
                 break;
             }
             let Some(m) = self.metas.pop_front() else {

@@ -13,6 +13,8 @@ const KIND_USER_DATA: u8 = 6;
 const KIND_STATE: u8 = 7;
 const KIND_SEAL: u8 = 8;
 const KIND_BATCH: u8 = 10;
+/// A group is removed (format v2; always with `FLAG_GROUP`, empty kind body).
+const KIND_REMOVE_GROUP: u8 = 11;
 /// The seal-time footer (format v2; see `footer`).
 const KIND_INDEX: u8 = 9;
 /// Kinds from this one on are new in format v2: in a v1 chunk they are unknown.
@@ -85,6 +87,9 @@ pub enum Record<'a> {
         /// The compressed raw block.
         data: &'a [u8],
     },
+    /// The record's group (from its frame's group prefix) is removed: its entries and state
+    /// are gone (format v2).
+    RemoveGroup,
     /// The seal-time footer of a v2 chunk (its body is decoded by
     /// [`decode_body`](super::decode_body), not here); replay ignores it.
     Index {
@@ -175,6 +180,7 @@ impl<'a> Record<'a> {
             Record::Seal => KIND_SEAL,
             Record::Batch { .. } => KIND_BATCH,
             Record::Index { .. } => KIND_INDEX,
+            Record::RemoveGroup => KIND_REMOVE_GROUP,
         }
     }
 
@@ -200,6 +206,7 @@ impl<'a> Record<'a> {
             KIND_SEAL => "seal",
             KIND_BATCH => "batch",
             KIND_INDEX => "index",
+            KIND_REMOVE_GROUP => "remove_group",
             _ => "unknown",
         }
     }
@@ -219,7 +226,7 @@ impl<'a> Record<'a> {
                     + s.vote.map_or(0, |v| 4 + v.len())
                     + s.user_data.map_or(0, |u| 4 + u.len())
             }
-            Record::Seal => 0,
+            Record::Seal | Record::RemoveGroup => 0,
             Record::Batch { data, .. } => BATCH_HEAD_LEN + data.len(),
             Record::Index { body } => body.len(),
         }
@@ -271,7 +278,7 @@ impl<'a> Record<'a> {
                     at = put_bytes(dst, at, b);
                 }
             }
-            Record::Seal => {}
+            Record::Seal | Record::RemoveGroup => {}
             Record::Batch { head, data } => {
                 head.write(&mut dst[..BATCH_HEAD_LEN]);
                 dst[BATCH_HEAD_LEN..].copy_from_slice(data);
@@ -348,6 +355,7 @@ impl<'a> Record<'a> {
                 c.finish(Record::State(s))
             }
             KIND_SEAL => c.finish(Record::Seal),
+            KIND_REMOVE_GROUP => c.finish(Record::RemoveGroup),
             KIND_BATCH => {
                 let (head, data) = BatchHead::decode(body)?;
                 Ok(Record::Batch { head, data })

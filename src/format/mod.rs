@@ -31,5 +31,5 @@ pub use header::{ChunkHeader, HeaderError, FORMAT_VERSION, HEADER_LEN};
 pub use record::Frame;
 pub use record::{
     decode_frame, decode_frame_checked, encoded_len, write_frame, FrameError, FLAG_CONTINUES,
-    RECORD_ALIGN, RECORD_HEADER_LEN,
+    FLAG_GROUP, GROUP_PREFIX_LEN, RECORD_ALIGN, RECORD_HEADER_LEN,
 };

@@ -3,6 +3,7 @@
 use zerocopy::little_endian::U32;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+use super::body::Record;
 use crate::error::CorruptionKind;
 
 /// Size of a record header.
@@ -11,6 +12,11 @@ pub const RECORD_HEADER_LEN: usize = 24;
 pub const RECORD_ALIGN: usize = 8;
 /// Flag: this record is part of an atomic group that continues with the next record.
 pub const FLAG_CONTINUES: u8 = 1;
+/// Flag (format v2): the record belongs to a non-default group, whose id (u64 LE, never 0)
+/// starts the body, before the kind's own body.
+pub const FLAG_GROUP: u8 = 2;
+/// Bytes of the group id that starts the body of a record with [`FLAG_GROUP`].
+pub const GROUP_PREFIX_LEN: usize = 8;
 
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
@@ -41,10 +47,39 @@ pub struct Frame<'a> {
     pub flags: u8,
     /// Durable hint: chunk bytes below this offset were synced when the record was written.
     pub hint: u32,
-    /// The record body.
+    /// The group the record belongs to: 0 (the default group) without [`FLAG_GROUP`].
+    pub group: u64,
+    /// The record body (the kind's body: without the group prefix).
     pub body: &'a [u8],
     /// Bytes the record occupies, padding included.
     pub encoded_len: usize,
+}
+
+impl<'a> Frame<'a> {
+    /// Decode the record this frame holds, in a chunk of format `version`: the kind's body
+    /// ([`Record::decode_in`]), and the group prefix checked against the kind. A group
+    /// prefix is format v2 only, and only on records a group owns (entries and state, not a
+    /// Seal, Index or Batch record); a RemoveGroup record always has one.
+    pub fn record(&self, version: u32) -> Result<Record<'a>, CorruptionKind> {
+        let bad = CorruptionKind::BadGroup {
+            group: Some(self.group),
+        };
+        if self.group != 0 && version < 2 {
+            return Err(bad);
+        }
+        let rec = Record::decode_in(version, self.kind, self.body)?;
+        let grouped = self.group != 0;
+        let ok = match rec {
+            Record::RemoveGroup => grouped,
+            Record::Seal | Record::Index { .. } | Record::Batch { .. } => !grouped,
+            _ => true,
+        };
+        if ok {
+            Ok(rec)
+        } else {
+            Err(bad)
+        }
+    }
 }
 
 /// Why no frame could be decoded at a position.
@@ -84,7 +119,10 @@ pub fn decode_frame_checked(
             found,
         }));
     }
-    if raw.reserved != [0; 2] || raw.reserved2 != [0; 4] || raw.flags & !FLAG_CONTINUES != 0 {
+    if raw.reserved != [0; 2]
+        || raw.reserved2 != [0; 4]
+        || raw.flags & !(FLAG_CONTINUES | FLAG_GROUP) != 0
+    {
         return Err(FrameError::Corrupt(CorruptionKind::ReservedBits));
     }
     let len = raw.len.get();
@@ -105,11 +143,28 @@ pub fn decode_frame_checked(
             computed,
         }));
     }
+    let mut body = buf.get(RECORD_HEADER_LEN..end).unwrap_or_default();
+    let mut group = 0;
+    if raw.flags & FLAG_GROUP != 0 {
+        let Some((id, rest)) = body.split_first_chunk::<GROUP_PREFIX_LEN>() else {
+            return Err(FrameError::Corrupt(CorruptionKind::BadGroup {
+                group: None,
+            }));
+        };
+        group = u64::from_le_bytes(*id);
+        if group == 0 {
+            return Err(FrameError::Corrupt(CorruptionKind::BadGroup {
+                group: Some(0),
+            }));
+        }
+        body = rest;
+    }
     Ok(Frame {
         kind: raw.kind,
         flags: raw.flags,
         hint: raw.hint.get(),
-        body: buf.get(RECORD_HEADER_LEN..end).unwrap_or_default(),
+        group,
+        body,
         encoded_len: encoded_len(len as usize),
     })
 }

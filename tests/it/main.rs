@@ -27,6 +27,7 @@ mod fixtures_v1;
 mod fixtures_v2;
 mod footer;
 mod fuzz_corpus;
+mod groups;
 mod history;
 mod hostile;
 mod hostile_entries;

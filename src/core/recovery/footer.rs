@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use crate::chunk::Chunk;
+use crate::core::groups::GroupStates;
 use crate::core::shared::apply;
 use crate::core::writer::ChunkMeta;
 use crate::error::{CorruptionKind, Error, Result};
@@ -17,8 +18,16 @@ use crate::types::{LogId, LogState};
 /// A validated footer, ready to replay.
 pub(super) struct FromFooter<'a> {
     items: Vec<Item<'a>>,
-    /// The Record items' records, decoded and CRC-checked, in order, with their offsets.
-    records: Vec<(u32, Record<'a>)>,
+    /// The Record items' records, decoded and CRC-checked, in order, with their offsets
+    /// and groups.
+    records: Vec<(u32, u64, Record<'a>)>,
+}
+
+/// What a footer replays into: the default group's state and index, and the other groups.
+pub(super) struct Into<'a> {
+    pub state: &'a mut LogState,
+    pub index: &'a EntryIndex,
+    pub groups: &'a mut GroupStates,
 }
 
 /// The footer of sealed chunk `c`, validated, with every Record item decoded and
@@ -54,17 +63,16 @@ fn try_load(c: &Chunk) -> Result<FromFooter<'_>, FooterError> {
             crate::format::FrameError::Truncated => FooterError::FrameTruncated { offset },
             crate::format::FrameError::Corrupt(k) => bad(k),
         })?;
-        let rec = Record::decode_in(c.header.version, frame.kind, frame.body).map_err(bad)?;
-        if matches!(
-            rec,
-            Record::Entry { .. } | Record::Seal | Record::Index { .. }
-        ) {
+        let rec = frame.record(c.header.version).map_err(bad)?;
+        if matches!(rec, Record::Seal | Record::Index { .. })
+            || (frame.group == 0 && matches!(rec, Record::Entry { .. }))
+        {
             return Err(FooterError::NotReplayable {
                 offset,
                 kind: frame.kind,
             });
         }
-        records.push((offset, rec));
+        records.push((offset, frame.group, rec));
     }
     Ok(FromFooter {
         items: footer.items,
@@ -73,15 +81,14 @@ fn try_load(c: &Chunk) -> Result<FromFooter<'_>, FooterError> {
 }
 
 impl FromFooter<'_> {
-    /// Apply the chunk's records, in order, to `state` and `index` exactly as a scan of
-    /// chunk `seq` would; `meta` gets its highest entry index.
-    pub fn replay(
-        &self,
-        seq: u64,
-        state: &mut LogState,
-        index: &EntryIndex,
-        meta: &mut ChunkMeta,
-    ) -> Result<()> {
+    /// Apply the chunk's records, in order, to `into` exactly as a scan of chunk `seq`
+    /// would; `meta` gets the default group's highest entry index.
+    pub fn replay(&self, seq: u64, into: Into<'_>, meta: &mut ChunkMeta) -> Result<()> {
+        let Into {
+            state,
+            index,
+            groups,
+        } = into;
         let mut copy = |b: &[u8]| Bytes::copy_from_slice(b);
         let mut records = self.records.iter();
         let mut offsets = Vec::new();
@@ -107,11 +114,15 @@ impl FromFooter<'_> {
                 }
                 Item::Record { .. } => {
                     // `try_load` decoded one record per Record item.
-                    let Some((off, rec)) = records.next() else {
+                    let Some((off, group, rec)) = records.next() else {
                         break;
                     };
-                    apply(state, index, rec, seq, *off as usize, &mut copy)
-                        .map_err(|k| Error::corrupt(seq, u64::from(*off), k))?;
+                    let at = *off as usize;
+                    let r = match group {
+                        0 => apply(state, index, rec, seq, at, &mut copy),
+                        g => groups.apply(*g, rec, seq, at, None),
+                    };
+                    r.map_err(|k| Error::corrupt(seq, u64::from(*off), k))?;
                 }
             }
         }

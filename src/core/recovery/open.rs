@@ -9,6 +9,7 @@ use super::replay::{replay, Listing, Replayed};
 use super::resume::{resume, Tail0};
 use crate::chunk::{sync_dir, Chunk};
 use crate::config::Config;
+use crate::core::groups::GroupStates;
 use crate::core::prefault::Prefaulter;
 use crate::core::shared::{Counters, Shared};
 use crate::core::writer::Writer;
@@ -46,6 +47,7 @@ pub(crate) fn open(config: Config) -> Result<Recovered> {
         index,
         chunks,
         state,
+        groups,
         mut metas,
         tail,
         adopted,
@@ -62,6 +64,7 @@ pub(crate) fn open(config: Config) -> Result<Recovered> {
             .with_metrics(Arc::clone(&metrics)),
         chunks,
         state: RwLock::new(state.clone()),
+        groups: groups.published(),
         poison: Arc::clone(owner.poison()),
         durable: Arc::clone(owner.durable()),
         counters: Counters::default(),
@@ -70,7 +73,7 @@ pub(crate) fn open(config: Config) -> Result<Recovered> {
         _lock: Arc::clone(&lock),
     });
     shared.metrics.chunks_added(shared.chunks.len());
-    let writer = start_writer(config, shared, owner, tail, metas, state)?;
+    let writer = start_writer(config, shared, owner, tail, metas, (state, groups))?;
     Ok(Recovered {
         writer,
         lock,
@@ -135,7 +138,7 @@ fn start_writer(
     owner: Arc<SyncOwner>,
     tail: Tail0,
     metas: std::collections::VecDeque<crate::core::writer::ChunkMeta>,
-    state: crate::types::LogState,
+    (state, groups): (crate::types::LogState, GroupStates),
 ) -> Result<Writer> {
     let Tail0 {
         chunk: active,
@@ -154,6 +157,7 @@ fn start_writer(
         w,
         metas,
         state,
+        groups,
         gen: 0,
         owner,
         worker,
@@ -166,7 +170,7 @@ fn start_writer(
     if sealed {
         writer.rotate(false)?;
     } else if end == HEADER_LEN {
-        writer.put_state()?;
+        writer.put_images()?;
     }
     Ok(writer)
 }

@@ -15,6 +15,7 @@ use crate::chunk::{
     scan_chunk_checked, tmp_path, Chunk, Opened, RegionWriter, Tail,
 };
 use crate::config::{Config, RecoveryMode, VerifyOnOpen};
+use crate::core::groups::{footer_push, GroupStates};
 use crate::core::shared::apply;
 use crate::core::writer::ChunkMeta;
 use crate::error::{CorruptionKind, Error, Result};
@@ -90,6 +91,8 @@ pub(super) struct Replayed {
     pub index: EntryIndex,
     pub chunks: SkipMap<u64, Arc<Chunk>>,
     pub state: LogState,
+    /// The non-default groups.
+    pub groups: GroupStates,
     pub metas: VecDeque<ChunkMeta>,
     /// The newest chunk, mapped writable (`None`: the log has no chunk yet).
     pub tail: Option<Tail0>,
@@ -137,6 +140,9 @@ pub(super) fn replay(config: &Config, listing: &mut Listing) -> Result<Replayed>
     release_sealed(&r.chunks, r.tail.as_ref().map(|t| t.chunk.seq));
     if let Some(m) = r.metas.back() {
         check_replayed(&r.state, &r.index).map_err(|k| Error::corrupt(m.seq, 0, k))?;
+        for g in r.groups.map.values() {
+            check_replayed(&g.state, &g.log.index).map_err(|k| Error::corrupt(m.seq, 0, k))?;
+        }
     }
     Ok(r)
 }
@@ -212,7 +218,12 @@ impl Replayed {
             seq: chunk.seq,
             max_index: None,
         };
-        f.replay(chunk.seq, &mut self.state, &self.index, &mut meta)?;
+        let into = super::footer::Into {
+            state: &mut self.state,
+            index: &self.index,
+            groups: &mut self.groups,
+        };
+        f.replay(chunk.seq, into, &mut meta)?;
         self.metas.push_back(meta);
         Ok(())
     }
@@ -239,17 +250,22 @@ impl Replayed {
             seq,
             max_index: None,
         };
-        let (state, index) = (&mut self.state, &self.index);
+        let (state, index, groups) = (&mut self.state, &self.index, &mut self.groups);
         let mut copy = |b: &[u8]| Bytes::copy_from_slice(b);
         let (tag, version) = (chunk.header.epoch_tag(), chunk.header.version);
         let mut built = writer.and_then(|_| builder_for(chunk));
         let verify = writer.is_some();
         let verdict = scan_chunk_checked(bytes, seq, tag, version, is_last, verify, &mut |s| {
+            if let Some(b) = &mut built {
+                footer_push(b, s.group, &s.record, s.offset as u32);
+            }
+            if s.group != 0 {
+                return groups
+                    .apply(s.group, &s.record, seq, s.offset, None)
+                    .map_err(|k| Error::corrupt(seq, s.offset as u64, k));
+            }
             if let Some(i) = s.record.last_entry_index() {
                 meta.max_index = Some(meta.max_index.map_or(i, |m| m.max(i)));
-            }
-            if let Some(b) = &mut built {
-                b.push(&s.record, s.offset as u32);
             }
             apply(state, index, &s.record, seq, s.offset, &mut copy)
                 .map_err(|k| Error::corrupt(seq, s.offset as u64, k))

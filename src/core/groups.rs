@@ -1,0 +1,159 @@
+//! The non-default groups: each one's index and state, as readers see them ([`GroupLog`])
+//! and as the writer and replay own them ([`GroupStates`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use super::shared::{apply, check_all};
+use super::writer_groups::{image_of, size_in};
+use crate::error::CorruptionKind;
+use crate::format::{FooterBuilder, Record};
+use crate::index::EntryIndex;
+use crate::types::LogState;
+
+/// One group's index and published state. Readers look it up per call in
+/// [`Shared::groups`](super::shared::Shared): a group that is rewritten forward or removed
+/// gets a new `GroupLog`, swapped in whole, so no reader ever sees half of a change.
+#[derive(Debug, Default)]
+pub(crate) struct GroupLog {
+    pub index: EntryIndex,
+    pub state: RwLock<LogState>,
+}
+
+/// The published map readers use: group id to its log (never the default group).
+pub(crate) type GroupMap = RwLock<HashMap<u64, Arc<GroupLog>>>;
+
+/// A group as the writer (or replay) owns it: the authoritative state and the log it
+/// publishes to.
+#[derive(Debug, Default)]
+pub(crate) struct GroupW {
+    pub state: LogState,
+    pub log: Arc<GroupLog>,
+    /// Encoded bytes of the group's state image (kept current by `GroupStates::apply`).
+    pub image_len: usize,
+}
+
+/// Every non-default group, owned by the writer (and by replay before it).
+#[derive(Debug, Default)]
+pub(crate) struct GroupStates {
+    pub map: HashMap<u64, GroupW>,
+    /// Encoded bytes of every group's state image: what each new chunk starts with.
+    pub images: usize,
+}
+
+impl GroupStates {
+    /// Apply record `rec` of group `group` (not 0) at `(chunk, offset)`: replay's and the
+    /// writer's one rule. A RemoveGroup record drops the group; any other record creates it
+    /// if needed. `published` (the readers' map) follows every creation and removal.
+    pub fn apply(
+        &mut self,
+        group: u64,
+        rec: &Record<'_>,
+        chunk: u64,
+        offset: usize,
+        published: Option<&GroupMap>,
+    ) -> Result<(), CorruptionKind> {
+        debug_assert_ne!(group, 0);
+        if matches!(rec, Record::RemoveGroup) {
+            if let Some(g) = self.map.remove(&group) {
+                self.images -= g.image_len;
+                if let Some(p) = published {
+                    p.write().remove(&group);
+                }
+            }
+            return Ok(());
+        }
+        let g = self.map.entry(group).or_insert_with(|| {
+            let g = GroupW::default();
+            if let Some(p) = published {
+                p.write().insert(group, Arc::clone(&g.log));
+            }
+            g
+        });
+        let r = apply(
+            &mut g.state,
+            &g.log.index,
+            rec,
+            chunk,
+            offset,
+            &mut Bytes::copy_from_slice,
+        );
+        let len = size_in(group, &image_of(&g.state));
+        self.images = self.images + len - g.image_len;
+        g.image_len = len;
+        r
+    }
+
+    /// Check that `recs`, all of group `group`, would be accepted in order (see
+    /// [`check_all`]); a RemoveGroup among them starts the rest from an empty group.
+    pub fn check(&self, group: u64, recs: &[Record<'_>]) -> Result<(), CorruptionKind> {
+        let empty = GroupW::default();
+        let mut from = 0;
+        let mut g = self.map.get(&group).unwrap_or(&empty);
+        for (i, r) in recs.iter().enumerate() {
+            if matches!(r, Record::RemoveGroup) {
+                check_all(&g.state, &g.log.index, &recs[from..i])?;
+                g = &empty;
+                from = i + 1;
+            }
+        }
+        check_all(&g.state, &g.log.index, &recs[from..])
+    }
+
+    /// Publish every group's state to its log (after the writer applied records).
+    pub fn publish(&self, groups: impl IntoIterator<Item = u64>) {
+        for id in groups {
+            if let Some(g) = self.map.get(&id) {
+                *g.log.state.write() = g.state.clone();
+            }
+        }
+    }
+
+    /// The published map for readers, built once after replay.
+    pub fn published(&self) -> GroupMap {
+        let map = self
+            .map
+            .iter()
+            .map(|(&id, g)| {
+                *g.log.state.write() = g.state.clone();
+                (id, Arc::clone(&g.log))
+            })
+            .collect();
+        RwLock::new(map)
+    }
+
+    /// The chunk holding group `g`'s first live entry, if it holds entries.
+    pub fn first_chunk(g: &GroupW) -> Option<u64> {
+        let first = g.log.index.first()?;
+        g.log.index.get(first).map(|loc| loc.chunk)
+    }
+
+    /// The oldest chunk any group's live entries are in (`None`: no group holds entries),
+    /// with a group that holds it.
+    pub fn pin_floor(&self) -> Option<(u64, u64)> {
+        self.map
+            .iter()
+            .filter_map(|(&id, g)| Self::first_chunk(g).map(|c| (c, id)))
+            .min()
+    }
+
+    /// Group ids, ascending.
+    pub fn ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.map.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// Record `rec` of group `group` at `offset` in a chunk's footer. A group's records are
+/// Record items for now: open decodes each one from the map (CRC checked).
+pub(crate) fn footer_push(b: &mut FooterBuilder, group: u64, rec: &Record<'_>, offset: u32) {
+    if group == 0 {
+        b.push(rec, offset);
+    } else if !matches!(rec, Record::Seal | Record::Index { .. }) {
+        b.push_record(offset);
+    }
+}
