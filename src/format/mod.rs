@@ -3,6 +3,7 @@
 mod batch;
 mod body;
 mod footer;
+mod footer_builder;
 mod footer_error;
 #[cfg(test)]
 mod footer_tests;
@@ -19,10 +20,11 @@ pub use batch::{member_ranges, push_member, BATCH_HEAD_LEN, CODEC_LZ4, MEMBER_LE
 pub use body::{Record, StateImage};
 #[cfg(any(test, feature = "testing"))]
 pub use footer::{decode_body, Footer, Run, Trailer, TRAILER_MAGIC};
-pub use footer::{
-    read_footer, FooterBuilder, Item, BODY_HEAD_LEN, FOOTER_VERSION, MAX_GROWTH_PER_RECORD,
-    TRAILER_LEN,
-};
+pub use footer::{read_footer, Item, BODY_HEAD_LEN, FOOTER_VERSION, TRAILER_LEN};
+// MAX_GROWTH_PER_GROUP_RECORD: used by the writer once it writes group records (issue #15).
+#[allow(unused_imports)]
+pub use footer_builder::MAX_GROWTH_PER_GROUP_RECORD;
+pub use footer_builder::{FooterBuilder, MAX_GROWTH_PER_RECORD};
 pub use footer_error::FooterError;
 #[cfg(any(test, feature = "testing"))]
 pub use header::CHUNK_MAGIC;

@@ -23,12 +23,21 @@ pub(super) struct FromFooter<'a> {
 
 /// The footer of sealed chunk `c`, validated, with every Record item decoded and
 /// CRC-checked before anything is applied. `None` for a v1 chunk, and (with a warning) for
-/// any footer that fails a check: that chunk is then scanned record by record.
+/// any footer that fails a check: that chunk is then scanned record by record. Also `None`
+/// for a footer holding runs of a non-default group: replay does not apply those from a
+/// footer yet, so such a chunk is scanned too.
 pub(super) fn load(c: &Chunk) -> Option<FromFooter<'_>> {
     if c.header.version < FOOTER_VERSION {
         return None;
     }
     match try_load(c) {
+        Ok(f) if f.has_group_runs() => {
+            tracing::debug!(
+                seq = c.seq,
+                "chunk footer holds group runs: scanning the chunk"
+            );
+            None
+        }
         Ok(f) => Some(f),
         Err(error) => {
             tracing::warn!(seq = c.seq, %error, "chunk footer not used: scanning the chunk");
@@ -73,8 +82,16 @@ fn try_load(c: &Chunk) -> Result<FromFooter<'_>, FooterError> {
 }
 
 impl FromFooter<'_> {
+    /// Whether any run belongs to a non-default group.
+    fn has_group_runs(&self) -> bool {
+        self.items
+            .iter()
+            .any(|i| matches!(i, Item::Run(r) if r.group != 0))
+    }
+
     /// Apply the chunk's records, in order, to `state` and `index` exactly as a scan of
-    /// chunk `seq` would; `meta` gets its highest entry index.
+    /// chunk `seq` would; `meta` gets its highest entry index. Every run is a default-group
+    /// run (`load` gives no footer with others).
     pub fn replay(
         &self,
         seq: u64,
