@@ -6,6 +6,8 @@ mod footer;
 mod footer_builder;
 mod footer_error;
 #[cfg(test)]
+mod footer_group_tests;
+#[cfg(test)]
 mod footer_tests;
 mod header;
 mod record;
