@@ -52,13 +52,18 @@ fn disk_stays_bounded_while_a_group_lags() {
     {
         let wal = Wal::open(config()).unwrap();
         wal.group(LAGGING).append(expected()).unwrap();
-        wal.group(LAGGING).save_vote(Bytes::from_static(b"lag")).unwrap();
+        wal.group(LAGGING)
+            .save_vote(Bytes::from_static(b"lag"))
+            .unwrap();
         // The bound: the threshold, plus the chunk being filled and the one a rotation
         // adds before the next call rewrites.
         let peak = churn(&wal, 0..300, Some(threshold + 2 * SMALL_CHUNK));
         assert!(peak > 2 * SMALL_CHUNK, "{peak}");
         assert_eq!(lagging_entries(&wal), expected());
-        assert!(wal.pinning_groups(4).iter().all(|p| p.pinned_bytes <= threshold));
+        assert!(wal
+            .pinning_groups(4)
+            .iter()
+            .all(|p| p.pinned_bytes <= threshold));
     }
     for verify in [VerifyOnOpen::Full, VerifyOnOpen::Lazy] {
         let wal = Wal::open(config().verify_on_open(verify)).unwrap();

@@ -25,6 +25,7 @@ mod faults;
 mod fixtures;
 mod fixtures_v1;
 mod fixtures_v2;
+mod fixtures_v3;
 mod footer;
 mod fuzz_corpus;
 mod groups;
