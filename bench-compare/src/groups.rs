@@ -348,14 +348,26 @@ pub fn run(a: &Args) -> io::Result<()> {
     write_out(a, &doc)
 }
 
-fn write_out(a: &Args, doc: &Value) -> io::Result<()> {
+/// Where the raw results go: `--out`, or `results-groups.json` beside the harness.
+fn out_path(a: &Args) -> std::path::PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = if a.out == here.join("results.json") {
+    if a.out == here.join("results.json") {
         here.join("results-groups.json")
     } else {
         a.out.clone()
-    };
+    }
+}
+
+fn write_out(a: &Args, doc: &Value) -> io::Result<()> {
+    let out = out_path(a);
     std::fs::write(&out, serde_json::to_string_pretty(doc)?)?;
+    emit(a, doc)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+/// Print the tables and write them to the docs section (unless `--docs none`).
+fn emit(a: &Args, doc: &Value) -> io::Result<()> {
     let md = crate::groups_report::section(doc, a.get("--title"));
     println!("{md}");
     if a.docs.as_os_str() != "none" {
@@ -364,8 +376,13 @@ fn write_out(a: &Args, doc: &Value) -> io::Result<()> {
         crate::tables::write_section(&f, section, &md)?;
         eprintln!("wrote section {section} of {}", f.display());
     }
-    eprintln!("wrote {}", out.display());
     Ok(())
+}
+
+/// `bench-compare groups-table [--out F]`: the tables again, from a run's raw results.
+pub fn table(a: &Args) -> io::Result<()> {
+    let doc: Value = serde_json::from_slice(&std::fs::read(out_path(a))?)?;
+    emit(a, &doc)
 }
 
 pub(crate) use with_mg;

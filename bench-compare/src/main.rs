@@ -426,6 +426,7 @@ fn main() -> io::Result<()> {
         Some("reopen") => reopen::run(&parse(&argv[1..])?),
         Some("groups") => groups::run(&parse(&argv[1..])?),
         Some("groups-probe") => groups::probe(&parse(&argv[1..])?),
+        Some("groups-table") => groups::table(&parse(&argv[1..])?),
         Some("reopen-probe") => reopen::probe(&parse(&argv[1..])?),
         Some("table") => {
             let a = parse(&argv[1..])?;
