@@ -8,13 +8,13 @@ use super::groups::footer_push;
 use super::writer::Writer;
 use crate::error::{Error, Result};
 use crate::format::{
-    encoded_len, Record, StateImage, FLAG_CONTINUES, FLAG_GROUP, FOOTER_VERSION, GROUP_PREFIX_LEN,
-    MAX_GROWTH_PER_RECORD,
+    encoded_len, Record, StateImage, FLAG_CONTINUES, FLAG_GROUP, GROUPS_VERSION, GROUP_PREFIX_LEN,
+    MAX_GROWTH_PER_GROUP_RECORD, MAX_GROWTH_PER_RECORD,
 };
 use crate::types::LogState;
 
 /// The most one group record can grow a chunk's footer by.
-pub(crate) const GROUP_GROWTH: usize = MAX_GROWTH_PER_RECORD + 8;
+pub(crate) const GROUP_GROWTH: usize = MAX_GROWTH_PER_GROUP_RECORD;
 
 /// Flush the staging buffer to the file every this many bytes of a batch.
 const BATCH_STAGE_MAX: usize = 1 << 20;
@@ -112,8 +112,8 @@ impl Writer {
             return Ok(());
         }
         let grouped = recs.iter().any(|(g, _)| *g != 0);
-        if grouped && self.active.header.version < FOOTER_VERSION {
-            // A v1 chunk holds no group records: they start a v2 chunk.
+        if grouped && self.active.header.version < GROUPS_VERSION {
+            // An older chunk holds no group records: they start a new chunk.
             self.rotate(true)?;
         }
         let size: usize = recs.iter().map(|(g, r)| size_in(*g, r)).sum();
