@@ -222,3 +222,40 @@ pub fn section(doc: &Value, title: Option<&str>) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn verdicts_follow_the_target_direction() {
+        assert!(verdict(Some(1.6), Some((">=", 1.5))).contains("met"));
+        assert!(verdict(Some(1.4), Some((">=", 1.5))).contains("missed"));
+        assert!(verdict(Some(0.4), Some(("<=", 0.5))).contains("met"));
+        assert!(verdict(Some(0.6), Some(("<=", 0.5))).contains("missed"));
+        assert_eq!(verdict(None, Some(("<=", 0.5))), "<= 0.5x");
+        assert_eq!(verdict(Some(1.0), None), "");
+    }
+
+    #[test]
+    fn table_has_chunkwal_first_and_ratios_to_the_baseline() {
+        let doc = json!({ "throughput": [{ "groups": 100, "engines": {
+            "raft-engine": { "entries_per_s": 100.0, "reopen": { "open_secs": 0.2 } },
+            "chunkwal": { "entries_per_s": 200.0, "reopen": { "open_secs": 0.05 } },
+        }}]});
+        let t = throughput_table(&doc);
+        let head = t.lines().next().unwrap();
+        assert!(
+            head.find("chunkwal").unwrap() < head.find("raft-engine").unwrap(),
+            "{head}"
+        );
+        let row = t.lines().find(|l| l.contains("entries/s")).unwrap();
+        assert!(row.contains("| 2.00 |") && row.contains("**met**"), "{row}");
+        let row = t.lines().find(|l| l.contains("reopen")).unwrap();
+        assert!(
+            row.contains("| 0.250 |") && row.contains("**met**"),
+            "{row}"
+        );
+    }
+}
