@@ -104,6 +104,22 @@ impl Writer {
         self.commit()
     }
 
+    /// Rotate first if records of `size` bytes growing the footer by `growth` do not fit
+    /// the active chunk's rest; [`Error::EntryTooLarge`] if they do not fit a fresh one.
+    pub(super) fn make_room(&mut self, size: usize, growth: usize) -> Result<()> {
+        if !self.fits(size, growth) {
+            self.ensure_spare()?;
+            self.rotate(true)?;
+            if !self.fits(size, growth) {
+                return Err(Error::EntryTooLarge {
+                    size: size as u64,
+                    max: self.room() as u64,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Write `recs` (each with its group) as ONE atomic group, in the active chunk (rotating
     /// first if they do not fit its rest), and apply them. `payloads` are the default
     /// group's entry payloads, in order, for the cache. The caller checked every record.
@@ -118,16 +134,14 @@ impl Writer {
         }
         let size: usize = recs.iter().map(|(g, r)| size_in(*g, r)).sum();
         let growth: usize = recs.iter().map(|(g, _)| growth_in(*g)).sum();
-        if !self.fits(size, growth) {
-            self.ensure_spare()?;
-            self.rotate(true)?;
-            if !self.fits(size, growth) {
-                return Err(Error::EntryTooLarge {
-                    size: size as u64,
-                    max: self.room() as u64,
-                });
-            }
-        }
+        self.make_room(size, growth)?;
+        let offs = self.put_batch(recs)?;
+        self.apply_batch(recs, &offs, payloads)
+    }
+
+    /// Stage and write `recs`, which fit the active chunk, as one atomic group; returns their
+    /// offsets. Nothing is applied.
+    pub(super) fn put_batch(&mut self, recs: &[(u64, Record<'_>)]) -> Result<Vec<usize>> {
         let mut offs = Vec::with_capacity(recs.len());
         for (i, (g, rec)) in recs.iter().enumerate() {
             let flags = if i + 1 < recs.len() {
@@ -144,7 +158,7 @@ impl Writer {
         }
         self.config.run_fail_point("write.after_put");
         self.commit()?;
-        self.apply_batch(recs, &offs, payloads)
+        Ok(offs)
     }
 
     /// Apply a written batch, then publish the states and cache the default group's

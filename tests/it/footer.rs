@@ -140,7 +140,12 @@ fn assert_sealed_footers(dir: &Path) -> usize {
     for f in &files[..files.len().saturating_sub(1)] {
         let b = std::fs::read(f).unwrap();
         let h = ChunkHeader::decode(&b).unwrap();
-        assert_eq!(h.version, chunkwal::format::FORMAT_VERSION, "{}", f.display());
+        assert_eq!(
+            h.version,
+            chunkwal::format::FORMAT_VERSION,
+            "{}",
+            f.display()
+        );
         let footer = match read_footer(&b, h.chunk_size, h.epoch_tag()) {
             Ok(footer) => footer,
             Err(e) => panic!("{}: footer refused: {e}", f.display()),

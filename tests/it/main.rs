@@ -28,6 +28,7 @@ mod fixtures_v2;
 mod footer;
 mod fuzz_corpus;
 mod groups;
+mod groups_rewrite;
 mod history;
 mod hostile;
 mod hostile_entries;
