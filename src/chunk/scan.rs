@@ -108,9 +108,10 @@ pub fn scan_chunk_checked<'a>(
             pending.push(s);
         } else {
             // The group is complete: apply what was held back, then this record.
-            for p in pending.drain(..) {
-                visit(&p)?;
+            for p in &pending {
+                visit(p)?;
             }
+            pending.clear();
             visit(&s)?;
         }
         if matches!(record, Record::Seal) {

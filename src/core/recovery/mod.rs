@@ -4,5 +4,6 @@ mod footer;
 mod open;
 mod replay;
 mod resume;
+mod runs;
 
 pub(crate) use open::open;

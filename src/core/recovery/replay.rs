@@ -5,18 +5,17 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 
 use super::footer::{builder_for, FromFooter};
 use super::resume::Tail0;
+use super::runs::RunReplay;
 use crate::chunk::{
     chunk_path, free_path, list_chunks, open_existing, open_existing_from, scan_chunk,
     scan_chunk_checked, tmp_path, Chunk, Opened, RegionWriter, Tail,
 };
 use crate::config::{Config, RecoveryMode, VerifyOnOpen};
 use crate::core::groups::{footer_push, GroupStates};
-use crate::core::shared::apply;
 use crate::core::writer::ChunkMeta;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::FooterBuilder;
@@ -250,8 +249,12 @@ impl Replayed {
             seq,
             max_index: None,
         };
-        let (state, index, groups) = (&mut self.state, &self.index, &mut self.groups);
-        let mut copy = |b: &[u8]| Bytes::copy_from_slice(b);
+        let mut replay = RunReplay::new(
+            seq,
+            (&mut self.state, &self.index),
+            &mut self.groups,
+            &mut meta,
+        );
         let (tag, version) = (chunk.header.epoch_tag(), chunk.header.version);
         let mut built = writer.and_then(|_| builder_for(chunk));
         let verify = writer.is_some();
@@ -259,17 +262,9 @@ impl Replayed {
             if let Some(b) = &mut built {
                 footer_push(b, s.group, &s.record, s.offset as u32);
             }
-            if s.group != 0 {
-                return groups
-                    .apply(s.group, &s.record, seq, s.offset, None)
-                    .map_err(|k| Error::corrupt(seq, s.offset as u64, k));
-            }
-            if let Some(i) = s.record.last_entry_index() {
-                meta.max_index = Some(meta.max_index.map_or(i, |m| m.max(i)));
-            }
-            apply(state, index, &s.record, seq, s.offset, &mut copy)
-                .map_err(|k| Error::corrupt(seq, s.offset as u64, k))
+            replay.record(s.group, &s.record, s.offset)
         })?;
+        replay.flush()?;
         self.metas.push_back(meta);
         Ok((verdict, built))
     }
