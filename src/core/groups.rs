@@ -114,7 +114,7 @@ impl GroupStates {
         r
     }
 
-    /// Replay a footer run of group `group`: entries `first, first + 1, ...` of `term` at
+    /// Apply a run of group `group` (a footer's, or consecutive entry records): entries `first, first + 1, ...` of `term` at
     /// `offsets` in chunk `chunk`, with the contiguity check `apply` makes of each entry.
     pub fn push_run(
         &mut self,
@@ -122,8 +122,15 @@ impl GroupStates {
         (first, term): (u64, u64),
         chunk: u64,
         offsets: &[u32],
+        published: Option<&GroupMap>,
     ) -> Result<(), CorruptionKind> {
-        let g = self.map.entry(group).or_default();
+        let g = self.map.entry(group).or_insert_with(|| {
+            let g = GroupW::default();
+            if let Some(p) = published {
+                p.write().insert(group, Arc::clone(&g.log));
+            }
+            g
+        });
         if let Some(last) = g.state.last {
             if last.index.checked_add(1) != Some(first) {
                 return Err(CorruptionKind::NonContiguous {

@@ -173,7 +173,27 @@ impl Writer {
         let mut written = Vec::with_capacity(payloads.len());
         let mut first = None;
         let mut touched = Vec::new();
-        for ((g, rec), &off) in recs.iter().zip(offs) {
+        let mut run = Vec::new();
+        let mut i = 0;
+        while i < recs.len() {
+            let ((g, rec), off) = (&recs[i], offs[i]);
+            if let (true, Record::Entry { id, .. }) = (*g != 0, rec) {
+                // Consecutive entries of one group and term go into its index as one run.
+                let n = entry_run(&recs[i..], *g, *id);
+                run.clear();
+                run.extend(offs[i..i + n].iter().map(|&o| o as u32));
+                if touched.last() != Some(g) {
+                    touched.push(*g);
+                }
+                let published = Some(&self.shared.groups);
+                let r = self
+                    .groups
+                    .push_run(*g, (id.index, id.term), seq, &run, published);
+                self.check_applied(r, seq, off)?;
+                i += n;
+                continue;
+            }
+            i += 1;
             let r = if *g == 0 {
                 if let Record::Entry { id, .. } = rec {
                     first.get_or_insert(id.index);
@@ -197,16 +217,7 @@ impl Writer {
                 self.groups
                     .apply(*g, rec, seq, off, Some(&self.shared.groups))
             };
-            if let Err(k) = r {
-                // Checked before, so this is a bug: the disk and the state now disagree.
-                let cause = Error::corrupt(seq, off as u64, k.clone());
-                let path = self.active.region.path();
-                let source = std::io::Error::other(cause);
-                self.shared
-                    .poison
-                    .poison("apply a checked record", Some(path), source);
-                return Err(Error::corrupt(seq, off as u64, k));
-            }
+            self.check_applied(r, seq, off)?;
         }
         self.groups.publish(touched);
         if let Some(first) = first {
@@ -219,6 +230,26 @@ impl Writer {
         }
         *self.shared.state.write() = self.state.clone();
         Ok(())
+    }
+
+    /// A record that was checked before it was written failed to apply: a bug, after which
+    /// the disk and the state disagree, so the log is poisoned.
+    fn check_applied(
+        &self,
+        r: std::result::Result<(), crate::error::CorruptionKind>,
+        seq: u64,
+        off: usize,
+    ) -> Result<()> {
+        let Err(k) = r else {
+            return Ok(());
+        };
+        let cause = Error::corrupt(seq, off as u64, k.clone());
+        let path = self.active.region.path();
+        let source = std::io::Error::other(cause);
+        self.shared
+            .poison
+            .poison("apply a checked record", Some(path), source);
+        Err(Error::corrupt(seq, off as u64, k))
     }
 
     /// Check that every group's state image still fits the room a fresh chunk keeps for
@@ -235,4 +266,23 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// How many records from the start of `recs` (the first being entry `first` of `group`)
+/// are consecutive entries of that group and term.
+fn entry_run(recs: &[(u64, Record<'_>)], group: u64, first: crate::types::LogId) -> usize {
+    let mut n = 1;
+    for (g, rec) in &recs[1..] {
+        match rec {
+            Record::Entry { id, .. }
+                if *g == group
+                    && id.term == first.term
+                    && first.index.checked_add(n as u64) == Some(id.index) =>
+            {
+                n += 1
+            }
+            _ => break,
+        }
+    }
+    n
 }

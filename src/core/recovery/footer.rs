@@ -112,7 +112,7 @@ impl FromFooter<'_> {
                     offsets.extend(run.offsets());
                     let at = u64::from(offsets.first().copied().unwrap_or_default());
                     groups
-                        .push_run(run.group, (run.first, run.term), seq, &offsets)
+                        .push_run(run.group, (run.first, run.term), seq, &offsets, None)
                         .map_err(|k| Error::corrupt(seq, at, k))?;
                 }
                 Item::Run(run) => {

@@ -98,7 +98,7 @@ impl<'a> RunReplay<'a> {
         let at = u64::from(offsets[0]);
         if group != 0 {
             self.groups
-                .push_run(group, (first, term), seq, offsets)
+                .push_run(group, (first, term), seq, offsets, None)
                 .map_err(|k| Error::corrupt(seq, at, k))?;
         } else {
             if let Some(last) = self.state.last {
