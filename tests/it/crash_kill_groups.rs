@@ -27,6 +27,15 @@ const CHILD_LIFETIME: Duration = Duration::from_secs(20);
 const GROUPS: [GroupId; 5] = [GroupId(0), GroupId(1), GroupId(2), GroupId(3), GroupId(4)];
 /// Removed and recreated now and then; its entries carry its incarnation as their term.
 const SCRATCH: GroupId = GroupId(9);
+/// Two entries the parent writes first, never purged: a small lagging group that
+/// rewrite-forward (on in every other child) moves to the head.
+const LAGGING: GroupId = GroupId(5);
+const REWRITE_ENV: &str = "CHUNKWAL_MG_CRASH_REWRITE";
+
+/// The log's config; `rewrite`: rewrite-forward past two chunks.
+fn config(dir: &Path, rewrite: bool) -> chunkwal::Config {
+    cfg(dir).rewrite_threshold(rewrite.then_some(2 * crate::common::SMALL_CHUNK))
+}
 
 fn env(k: &str) -> String {
     std::env::var(k).unwrap_or_else(|_| panic!("child needs {k}"))
@@ -72,7 +81,8 @@ fn child_groups_main() {
         .open(env(ACKS_ENV))
         .unwrap();
     let side = Arc::new(Mutex::new(side));
-    let wal = Wal::open(cfg(Path::new(&dir))).expect("child open");
+    let rewrite = env(REWRITE_ENV) == "1";
+    let wal = Wal::open(config(Path::new(&dir), rewrite)).expect("child open");
     let acked: Arc<[AtomicU64; 5]> = Arc::default();
     let mut p = Progress {
         next: [0; 5],
@@ -167,6 +177,8 @@ fn verify_groups(wal: &Wal, acked: &[u64; 5], removed: u64) -> u64 {
         n += verify_group(wal, *g, (*a > 0).then_some(*a));
     }
     n += verify_group(wal, SCRATCH, None);
+    n += verify_group(wal, LAGGING, Some(2));
+    assert_eq!(wal.group(LAGGING).first_index(), Some(1), "lagging group");
     for (id, _) in wal.group(SCRATCH).read(..).unwrap() {
         assert!(
             id.term > removed,
@@ -175,7 +187,9 @@ fn verify_groups(wal: &Wal, acked: &[u64; 5], removed: u64) -> u64 {
     }
     let listed = wal.groups();
     assert!(
-        listed.iter().all(|g| GROUPS.contains(g) || *g == SCRATCH),
+        listed
+            .iter()
+            .all(|g| GROUPS.contains(g) || *g == SCRATCH || *g == LAGGING),
         "unknown groups {listed:?}"
     );
     n
@@ -191,6 +205,12 @@ fn kill_during_group_batches_loses_nothing_acknowledged() {
     let d = tempfile::tempdir().unwrap();
     let side = tempfile::tempdir().unwrap();
     let log_dir = d.path().join("log");
+    {
+        let wal = Wal::open(cfg(&log_dir)).unwrap();
+        let es = derived_entries_in(LAGGING, 1, 3, 1);
+        wal.group(LAGGING).append(es).unwrap();
+        wal.flush_blocking().unwrap();
+    }
     let (mut acked, mut removed) = ([0u64; 5], 0u64);
     let (mut child_acks, mut verified, mut refusals) = (0, 0, 0);
     for c in 0..cycles {
@@ -206,6 +226,7 @@ fn kill_during_group_batches_loses_nothing_acknowledged() {
             (ACKS_ENV, acks.to_string_lossy().into_owned()),
             (TERM_ENV, ((c + 1) << 20).to_string()),
             (SEED_ENV, rng.next_u64().to_string()),
+            (REWRITE_ENV, if c % 4 < 2 { "1" } else { "0" }.to_string()),
         ];
         let mut child = spawn_self("crash_kill_groups::child_groups_main", &envs, &child_log);
         let since = Instant::now();
@@ -238,12 +259,8 @@ fn kill_during_group_batches_loses_nothing_acknowledged() {
             *a = (*a).max(*l);
         }
         removed = removed.max(r);
-        if !log_dir.exists() {
-            assert_eq!(c, 0, "the log directory vanished after cycle 0");
-            continue;
-        }
         let before = snapshot(&log_dir);
-        let wal = match Wal::open(cfg(&log_dir).recovery_mode(mode)) {
+        let wal = match Wal::open(config(&log_dir, c % 4 < 2).recovery_mode(mode)) {
             Ok(w) => w,
             Err(e) if mode == RecoveryMode::Strict && is_torn_tail(&e) => {
                 assert!(snapshot(&log_dir) == before, "strict open changed files");
@@ -287,5 +304,11 @@ fn kill_during_group_batches_loses_nothing_acknowledged() {
         child_acks > 0,
         "no child ever acknowledged a flush: the test proved nothing"
     );
+    // The last children wrote with rewrite-forward on: the lagging group left chunk 0.
+    let wal = Wal::open(config(&log_dir, true)).unwrap();
+    let pins = wal.pinning_groups(100);
+    assert!(wal.stat().chunks[0].seq > 0, "chunk 0 never retired");
+    let lag = pins.iter().find(|p| p.group == LAGGING);
+    assert!(lag.is_none_or(|p| p.oldest_chunk > 0), "{pins:?}");
     assert!(verified > 0);
 }

@@ -21,6 +21,9 @@ use crate::power_loss::{capture, keep_image, Image, Ranges};
 const GROUPS: [GroupId; 4] = [GroupId(0), GroupId(1), GroupId(2), GroupId(3)];
 /// Removed and recreated now and then; its entries carry its incarnation as their term.
 const SCRATCH: GroupId = GroupId(9);
+/// Two entries written first and never purged: a small lagging group that rewrite-forward
+/// moves to the head again and again.
+const LAGGING: GroupId = GroupId(5);
 
 /// The ends of the groups (`GROUPS`, then `SCRATCH`; 0: no entry) after a batch.
 type Ends = [u64; 5];
@@ -41,8 +44,11 @@ fn ends(wal: &Wal) -> Ends {
     e
 }
 
+/// Small chunks, and rewrite-forward past two of them.
 fn config(dir: &Path) -> Config {
-    Config::new(dir).chunk_size(SMALL_CHUNK)
+    Config::new(dir)
+        .chunk_size(SMALL_CHUNK)
+        .rewrite_threshold(Some(2 * SMALL_CHUNK))
 }
 
 /// Open a copy of `img` under `mode` and check it. Returns entries verified, `None` for a
@@ -67,6 +73,8 @@ fn check_image(img: &Image, acked: Acked, history: &[Ends], mode: RecoveryMode) 
             n += verify_group(&wal, *g, (a > 0).then_some(a));
         }
         n += verify_group(&wal, SCRATCH, None);
+        n += verify_group(&wal, LAGGING, Some(2));
+        assert_eq!(wal.group(LAGGING).first_index(), Some(1), "lagging group");
         for (id, _) in wal.group(SCRATCH).read(..).unwrap() {
             assert!(
                 id.term > acked.removed,
@@ -130,6 +138,10 @@ fn power_loss_images_keep_every_groups_acknowledged_entries() {
         rec.lock().entry(name).or_default().push((s, e));
     }));
     let wal = Wal::open(cfg).unwrap();
+    wal.group(LAGGING)
+        .append(derived_entries_in(LAGGING, 1, 3, 1))
+        .unwrap();
+    wal.flush_blocking().unwrap();
     let acked: Arc<Mutex<Acked>> = Arc::default();
     let mut next = [1u64; 4];
     let (mut scratch_term, mut scratch_next, mut removed) = (1u64, 1u64, 0u64);
@@ -198,6 +210,11 @@ fn power_loss_images_keep_every_groups_acknowledged_entries() {
             }
         }
     }
+    // The lagging group was rewritten forward: its entries left chunk 0.
+    let pins = wal.pinning_groups(100);
+    let lag = pins.iter().find(|p| p.group == LAGGING);
+    assert!(wal.stat().chunks[0].seq > 0, "chunk 0 never retired");
+    assert!(lag.is_none_or(|p| p.oldest_chunk > 0), "{pins:?}");
     wal.simulate_crash();
     println!(
         "power_loss_groups: {images} images ({unsynced} with unsynced bytes), {verified} \
