@@ -4,7 +4,6 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -14,6 +13,13 @@ use chunkwal::format::{
 };
 use chunkwal::inspect::{chunk_file_name, Tail};
 use chunkwal::{scan_chunk, Config, Error, LogId, RecoveryMode, VerifyOnOpen, Wal};
+
+// ops_model lives in its own file (the target body and its model).
+#[path = "fuzz_ops.rs"]
+mod ops;
+// `Model` is for the proptest model test (`tests/it/model.rs`); the targets do not use it.
+#[allow(unused_imports)]
+pub use ops::{ops_model, Model};
 
 /// Chunk size every fuzzed log uses.
 pub const CHUNK: u64 = 64 * 1024;
@@ -412,236 +418,4 @@ fn read_all_entries(wal: &Wal) -> Vec<(LogId, Bytes)> {
     }
     wal.dump().expect("dump of an opened log");
     got
-}
-
-// ---------------------------------------------------------------------------------------
-// ops_model
-// ---------------------------------------------------------------------------------------
-
-/// What the log should hold, kept in a `BTreeMap`: the ops_model target and the proptest
-/// model test (`tests/it/model.rs`) both drive it.
-#[derive(Default, Debug)]
-pub struct Model {
-    pub entries: BTreeMap<u64, (u64, Bytes)>,
-    pub last: Option<LogId>,
-    pub purged: Option<LogId>,
-    pub committed: Option<LogId>,
-    pub vote: Option<Bytes>,
-    pub user_data: Option<Bytes>,
-    pub term: u64,
-    /// Make JSON-like (compressible) payloads instead of random bytes, for logs written with
-    /// compression on.
-    pub compressible: bool,
-}
-
-/// A JSON-like payload of `len` bytes (compressible), distinct per index and term.
-fn fill_text(index: u64, term: u64, len: usize) -> Bytes {
-    let mut s = format!("{{\"index\":{index},\"term\":{term},\"op\":\"set\",\"value\":\"");
-    let mut k = index;
-    while s.len() < len {
-        s.push_str(["alpha ", "beta ", "gamma ", "delta "][(k % 4) as usize]);
-        k = k.wrapping_add(term | 1);
-    }
-    s.truncate(len);
-    Bytes::from(s)
-}
-
-fn fill(index: u64, term: u64, len: usize) -> Bytes {
-    let mut x = (index ^ term.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect::<Vec<u8>>()
-        .into()
-}
-
-impl Model {
-    pub fn next(&self) -> u64 {
-        self.last.map_or(1, |l| l.index + 1)
-    }
-    pub fn first(&self) -> u64 {
-        self.purged.map_or(1, |p| p.index + 1)
-    }
-    pub fn make(&self, from: u64, n: u64, len: usize) -> Vec<(LogId, Bytes)> {
-        (from..from + n)
-            .map(|i| {
-                let p = if self.compressible {
-                    fill_text(i, self.term, len)
-                } else {
-                    fill(i, self.term, len)
-                };
-                (LogId::new(self.term, i), p)
-            })
-            .collect()
-    }
-    pub fn truncate(&mut self, since: u64) {
-        self.entries.split_off(&since);
-        self.last = match self.entries.iter().next_back() {
-            Some((i, (t, _))) => Some(LogId::new(*t, *i)),
-            None => self.purged.filter(|p| p.index < since),
-        };
-    }
-    pub fn put(&mut self, es: &[(LogId, Bytes)]) {
-        for (id, p) in es {
-            self.entries.insert(id.index, (id.term, p.clone()));
-            self.last = Some(*id);
-        }
-    }
-    pub fn check(&self, wal: &Wal) {
-        let s = wal.log_state();
-        assert_eq!(s.last, self.last, "last");
-        assert_eq!(s.purged, self.purged, "purged");
-        assert_eq!(s.committed, self.committed, "committed");
-        assert_eq!(s.vote, self.vote, "vote");
-        assert_eq!(s.user_data, self.user_data, "user data");
-        let got = wal
-            .read(self.first()..self.next())
-            .expect("read the whole log");
-        assert_eq!(got.len(), self.entries.len());
-        for ((id, p), (i, (t, mp))) in got.iter().zip(&self.entries) {
-            assert_eq!((id.index, id.term), (*i, *t));
-            assert_eq!(p, mp);
-            assert_eq!(wal.term(*i), Some(*t), "term from the index");
-        }
-    }
-}
-
-/// Operations decoded from bytes, run against the log and a `BTreeMap` model, with clean
-/// reopens and crashes (`simulate_crash`: the page cache survives, so nothing written may
-/// be lost). Layout: control byte (bit 0 strict, bit 1 tiny cache, bit 2 LZ4 batch compression
-/// with compressible payloads, when built with feature `compression`), then ops of three
-/// bytes.
-/// Returns the number of operations run.
-pub fn ops_model(data: &[u8]) -> usize {
-    let mut inp = Input::new(data);
-    let Some(ctl) = inp.u8() else { return 0 };
-    let mode = if ctl & 1 == 1 {
-        RecoveryMode::Strict
-    } else {
-        RecoveryMode::TolerateTornTail
-    };
-    let d = temp_dir();
-    let compressed = ctl & 4 == 4 && cfg!(feature = "compression");
-    let cfg = || {
-        let mut c = Config::new(d.path()).chunk_size(CHUNK).recovery_mode(mode);
-        if compressed {
-            c = c.compression(chunkwal::Compression::lz4(128));
-        }
-        if ctl & 2 == 2 {
-            c.cache(4, 4096)
-        } else {
-            c
-        }
-    };
-    let mut wal = Some(Wal::open(cfg()).expect("open"));
-    let mut m = Model {
-        term: 1,
-        compressible: compressed,
-        ..Model::default()
-    };
-    let mut ran = 0;
-    for _ in 0..256 {
-        let (Some(op), Some(a), Some(b)) = (inp.u8(), inp.u8(), inp.u8()) else {
-            break;
-        };
-        ran += 1;
-        let w = wal.as_ref().expect("open log");
-        let span = m.next() - m.first();
-        match op % 14 {
-            0..=2 => {
-                let es = m.make(m.next(), 1 + u64::from(a % 24), usize::from(b) * 13);
-                w.append(es.clone()).expect("append");
-                m.put(&es);
-            }
-            3 => {
-                if a & 0x80 != 0 && m.first() > 1 {
-                    // At or below the purge point: refused, nothing changes.
-                    let since = u64::from(a & 0x7f) % m.first();
-                    let r = w.truncate(since);
-                    assert!(
-                        matches!(r, Err(Error::TruncatePurged { .. })),
-                        "truncate({since}) below purge point {:?}: {r:?}",
-                        m.purged
-                    );
-                } else {
-                    let since = m.first() + u64::from(a) % (span + 2);
-                    w.truncate(since).expect("truncate");
-                    if since < m.next() {
-                        m.truncate(since);
-                    }
-                }
-            }
-            4 => {
-                m.term += 1;
-                let since = m.first() + u64::from(a) % (span + 1);
-                let es = m.make(since, 1 + u64::from(b % 20), usize::from(b) * 3);
-                w.replace_range(since, es.clone()).expect("replace_range");
-                m.truncate(since);
-                m.put(&es);
-            }
-            5 => {
-                let upto = m.first() + u64::from(a) % (span + 4);
-                let term = m.entries.get(&upto).map_or(m.term, |e| e.0);
-                let id = LogId::new(term, upto);
-                w.purge(id).expect("purge");
-                m.entries = m.entries.split_off(&(upto + 1));
-                m.purged = Some(id);
-                if m.last.is_none_or(|l| l.index < upto) {
-                    m.last = Some(id);
-                }
-            }
-            6 => {
-                if let Some(l) = m.last {
-                    w.commit(l).expect("commit");
-                    m.committed = Some(l);
-                }
-            }
-            7 => {
-                let v = Bytes::from(vec![a; usize::from(b % 64)]);
-                w.save_vote(v.clone()).expect("vote");
-                m.vote = Some(v);
-            }
-            8 => {
-                let u = (a & 1 == 1).then(|| Bytes::from(vec![b; usize::from(a >> 1)]));
-                w.save_user_data(u.clone()).expect("user data");
-                m.user_data = u;
-            }
-            9 => {
-                w.flush_blocking().expect("flush");
-                assert_eq!(w.durable_index(), m.last.map(|l| l.index), "durable index");
-            }
-            10 => {
-                drop(wal.take());
-                wal = Some(Wal::open(cfg()).expect("reopen"));
-            }
-            11 => {
-                wal.take().expect("open log").simulate_crash();
-                wal = Some(Wal::open(cfg()).expect("open after crash"));
-            }
-            12 => {
-                let from = m.first() + u64::from(a) % (span + 1);
-                let to = (from + u64::from(b % 40)).min(m.next());
-                let got = w.read(from..to).expect("read");
-                assert_eq!(got.len() as u64, to - from);
-                for (id, p) in got {
-                    assert_eq!(m.entries[&id.index], (id.term, p));
-                }
-            }
-            _ => {
-                w.reset().expect("reset");
-                m.entries.clear();
-                m.last = None;
-                m.purged = None;
-                m.committed = None;
-            }
-        }
-        m.check(wal.as_ref().expect("open log"));
-    }
-    drop(wal.take());
-    m.check(&Wal::open(cfg()).expect("final reopen"));
-    ran
 }

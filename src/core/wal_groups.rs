@@ -205,6 +205,11 @@ fn group_records<'a>(
             expected = Some(since);
         } else {
             let next = state.next_index().unwrap_or(since);
+            if since > next && ops.entries.is_empty() {
+                // Nothing from `since` on: a no-op, as `Wal::truncate` past the end is.
+                push_state(id, ops, state, recs);
+                return Ok(());
+            }
             if since > next {
                 return Err(Error::NonContiguous {
                     expected: next,

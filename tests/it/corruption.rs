@@ -38,13 +38,13 @@ fn base_log(crash: bool) -> tempfile::TempDir {
 
 /// What a byte flip hits.
 #[derive(Debug, Clone, Copy)]
-struct Target {
-    chunk: u64,
-    offset: u64,
-    what: &'static str,
+pub(crate) struct Target {
+    pub chunk: u64,
+    pub offset: u64,
+    pub what: &'static str,
 }
 
-fn targets(dir: &Path, rng: &mut Rng) -> (Vec<Target>, u64) {
+pub(crate) fn targets(dir: &Path, rng: &mut Rng) -> (Vec<Target>, u64) {
     let mut recs = Vec::new();
     let reports = inspect_dir(dir, &mut |r| recs.push(r.clone()), &mut |_| {}).unwrap();
     let last_chunk = reports.last().unwrap().seq;
@@ -114,7 +114,7 @@ fn targets(dir: &Path, rng: &mut Rng) -> (Vec<Target>, u64) {
     (out, last_chunk)
 }
 
-fn flip(path: &Path, offset: u64, mask: u8) {
+pub(crate) fn flip(path: &Path, offset: u64, mask: u8) {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use bytes::Bytes;
-use chunkwal::{CorruptionKind, Error, LogId, Wal};
+use chunkwal::{CorruptionKind, Error, GroupId, LogId, Wal};
 
 /// A small xorshift64* generator: reproducible from a printed seed, no extra crate.
 #[derive(Debug, Clone)]
@@ -160,22 +160,41 @@ pub fn is_torn_tail(e: &Error) -> bool {
 /// its entries are contiguous and each payload is the one derived from its id, terms never
 /// go down, and the purge point never passes `acked`. Returns the number of entries checked.
 pub fn verify_log(wal: &Wal, acked: Option<u64>) -> u64 {
-    let s = wal.log_state();
+    verify_group(wal, GroupId::DEFAULT, acked)
+}
+
+/// Payload of entry `(index, term)` of group `g`: [`derived`] for the default group,
+/// distinct per group for the others.
+pub fn derived_in(g: GroupId, index: u64, term: u64) -> Bytes {
+    derived(index ^ g.0.rotate_right(8), term)
+}
+
+/// Entries `[from, to)` of group `g` with term `term`, payloads from [`derived_in`].
+pub fn derived_entries_in(g: GroupId, from: u64, to: u64, term: u64) -> Vec<(LogId, Bytes)> {
+    (from..to)
+        .map(|i| (LogId::new(term, i), derived_in(g, i, term)))
+        .collect()
+}
+
+/// [`verify_log`] for group `g` (payloads from [`derived_in`]).
+pub fn verify_group(wal: &Wal, g: GroupId, acked: Option<u64>) -> u64 {
+    let h = wal.group(g);
+    let s = h.log_state();
     let Some(last) = s.last else {
         assert!(
             acked.is_none(),
-            "log is empty but {acked:?} was acknowledged"
+            "{g}: log is empty but {acked:?} was acknowledged"
         );
         return 0;
     };
     if let Some(a) = acked {
         assert!(
             last.index >= a,
-            "acknowledged entry {a} lost: log ends at {}",
+            "{g}: acknowledged entry {a} lost: log ends at {}",
             last.index
         );
         if let Some(p) = s.purged {
-            assert!(p.index < a, "purge point {p} passes acknowledged {a}");
+            assert!(p.index < a, "{g}: purge point {p} passes acknowledged {a}");
         }
     }
     // Every log in these tests starts at index 1. (`LogState::first_index` says 0 for a
@@ -184,16 +203,24 @@ pub fn verify_log(wal: &Wal, acked: Option<u64>) -> u64 {
     if first > last.index {
         return 0;
     }
-    let got = wal.read(first..=last.index).expect("read whole log");
-    assert_eq!(got.len() as u64, last.index + 1 - first, "gap in the log");
+    let got = h.read(first..=last.index).expect("read whole log");
+    assert_eq!(
+        got.len() as u64,
+        last.index + 1 - first,
+        "{g}: gap in the log"
+    );
     let mut prev_term = 0;
     for (i, (id, p)) in got.iter().enumerate() {
-        assert_eq!(id.index, first + i as u64, "index out of order");
-        assert!(id.term >= prev_term, "term went down at {}", id.index);
+        assert_eq!(id.index, first + i as u64, "{g}: index out of order");
+        assert!(id.term >= prev_term, "{g}: term went down at {}", id.index);
         prev_term = id.term;
-        assert_eq!(p, &derived(id.index, id.term), "payload of {id} altered");
+        assert_eq!(
+            p,
+            &derived_in(g, id.index, id.term),
+            "{g}: payload of {id} altered"
+        );
     }
-    assert_eq!(got.last().map(|e| e.0), Some(last), "last id mismatch");
+    assert_eq!(got.last().map(|e| e.0), Some(last), "{g}: last id mismatch");
     got.len() as u64
 }
 

@@ -148,6 +148,10 @@ fn seeds_exercise_the_engine() {
     );
     let script = seed("ops_model", "seed-rotate-crash");
     assert_eq!(logic::ops_model(&script), (script.len() - 1) / 3);
+    for (name, _) in group_scripts() {
+        let script = seed("ops_model", &format!("seed-groups-{name}"));
+        assert_eq!(logic::ops_model(&script), (script.len() - 1) / 4, "{name}");
+    }
 }
 
 /// A few hundred byte-level mutations of the seeds: a tiny fuzzer that runs on stable.
@@ -614,7 +618,62 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         let b: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
         put("ops_model", &format!("seed-random-{i}"), b);
     }
+    for (name, b) in group_scripts() {
+        put("ops_model", &format!("seed-groups-{name}"), b);
+    }
+    for i in 0..4 {
+        // Control byte: many groups (bit 3), sometimes strict or a tiny cache.
+        let ctl = 8 | (rng.below(4) as u8);
+        let n = 40 + rng.below(200) as usize;
+        let b: Vec<u8> = std::iter::once(ctl)
+            .chain((0..n).map(|_| rng.next_u64() as u8))
+            .collect();
+        put("ops_model", &format!("seed-groups-random-{i}"), b);
+    }
     out
+}
+
+/// ops_model scripts in the many-groups layout (control bit 3; ops of four bytes: group,
+/// op, a, b). Op codes % 16 as in the single-group layout, plus 13 on a non-default group:
+/// remove it, 14: a batch over the groups of mask `a`, 15: a read through a `GroupReader`.
+fn group_scripts() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "batch-crash",
+            [
+                vec![8],
+                vec![0, 14, 0x1f, 10, 0, 14, 0x7f, 20, 1, 0, 5, 100, 2, 4, 3, 50],
+                vec![0, 9, 0, 0, 3, 7, 4, 9, 4, 8, 3, 2, 0, 11, 0, 0, 1, 15, 0, 0],
+                vec![0, 14, 0x93, 7, 2, 10, 0, 0, 4, 12, 0, 30, 2, 15, 3, 0],
+            ]
+            .concat(),
+        ),
+        (
+            "remove",
+            vec![
+                8, 1, 0, 10, 40, 2, 0, 10, 40, 1, 6, 0, 0, 1, 13, 0, 0, 0, 11, 0, 0, 1, 0, 3, 9, 2,
+                5, 4, 0, 2, 13, 0, 0, 0, 10, 0, 0, 1, 15, 0, 0, 0, 14, 0x06, 5,
+            ],
+        ),
+        (
+            "lagging-rotate",
+            [
+                vec![8, 4, 0, 5, 10],
+                [0u8, 14, 0x2f, 255].repeat(40),
+                vec![
+                    0, 9, 0, 0, 0, 10, 0, 0, 4, 15, 0, 0, 0, 11, 0, 0, 4, 5, 2, 0, 0, 10, 0, 0,
+                ],
+            ]
+            .concat(),
+        ),
+        (
+            "reset-default",
+            vec![
+                8, 0, 0, 23, 200, 3, 0, 20, 100, 0, 13, 0, 0, 3, 15, 0, 0, 0, 11, 0, 0, 0, 0, 1, 1,
+                3, 3, 0, 0,
+            ],
+        ),
+    ]
 }
 
 #[test]

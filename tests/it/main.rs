@@ -11,8 +11,10 @@ mod common;
 mod compression;
 mod concurrent;
 mod corruption;
+mod corruption_groups;
 mod crash_image;
 mod crash_kill;
+mod crash_kill_groups;
 mod crash_record;
 mod crash_util;
 #[cfg(feature = "d-engine")]
@@ -41,11 +43,13 @@ mod live_inspect;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod model;
+mod model_groups;
 #[cfg(feature = "openraft")]
 mod openraft_suite;
 mod oracle;
 mod power_loss;
 mod power_loss_dirops;
+mod power_loss_groups;
 mod power_loss_recycle;
 mod races;
 mod reads;

@@ -18,11 +18,11 @@ use parking_lot::Mutex;
 use crate::common::SMALL_CHUNK;
 use crate::crash_util::*;
 
-type Ranges = Arc<Mutex<HashMap<String, Vec<(u64, u64)>>>>;
+pub(crate) type Ranges = Arc<Mutex<HashMap<String, Vec<(u64, u64)>>>>;
 
 /// How the bytes no sync covered end up on the platter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Loss {
+pub(crate) enum Loss {
     /// None of them were written back.
     AllLost,
     /// A random prefix of them was (a torn write).
@@ -31,13 +31,13 @@ enum Loss {
     RandomSectors,
 }
 
-struct Image {
-    dir: tempfile::TempDir,
+pub(crate) struct Image {
+    pub dir: tempfile::TempDir,
     /// The synced ranges the image was built from, for a post-mortem.
-    synced: HashMap<String, Vec<(u64, u64)>>,
-    acked: Option<u64>,
-    loss: Loss,
-    unsynced_bytes: u64,
+    pub synced: HashMap<String, Vec<(u64, u64)>>,
+    pub acked: Option<u64>,
+    pub loss: Loss,
+    pub unsynced_bytes: u64,
 }
 
 /// Read every file of `dir`; retried if a purge deletes a file in the middle.
@@ -60,7 +60,7 @@ fn read_all(dir: &Path) -> Vec<(String, Vec<u8>)> {
     }
 }
 
-fn capture(dir: &Path, ranges: &Ranges, acked: &AtomicU64, rng: &mut Rng) -> Image {
+pub(crate) fn capture(dir: &Path, ranges: &Ranges, acked: &AtomicU64, rng: &mut Rng) -> Image {
     // The writer is idle (it is this thread). Holding the recorder's lock stops the flush
     // worker before its next recording, so the acknowledgments, the ranges and the files
     // (a purge deletes files only after the syncs before it) are one consistent cut.
@@ -126,7 +126,7 @@ struct Outcome {
 }
 
 /// Keep a failing image, with the ranges it was built from, for a post-mortem.
-fn keep_image(img: &Image) -> std::path::PathBuf {
+pub(crate) fn keep_image(img: &Image) -> std::path::PathBuf {
     let kept = keep_for_debug(img.dir.path(), "power-loss");
     let mut names: Vec<_> = img.synced.iter().collect();
     names.sort();
