@@ -138,10 +138,7 @@ type BatchRecords<'a> = (Vec<(u64, Record<'a>)>, Vec<Bytes>, bool);
 
 /// The records of `batch`, checked against the groups' state under the writer lock, with
 /// the default group's payloads (for the cache) and whether chunks may now be retired.
-fn batch_records<'a>(
-    w: &Writer,
-    batch: &'a WriteBatch,
-) -> Result<BatchRecords<'a>> {
+fn batch_records<'a>(w: &Writer, batch: &'a WriteBatch) -> Result<BatchRecords<'a>> {
     let mut recs = Vec::with_capacity(batch.entries() + batch.groups() * 2);
     let mut payloads = Vec::new();
     let (mut retire, mut extra_images) = (false, 0usize);

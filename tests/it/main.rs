@@ -40,6 +40,8 @@ mod live_inspect;
 mod metrics;
 mod model;
 #[cfg(feature = "openraft")]
+mod openraft_group_suite;
+#[cfg(feature = "openraft")]
 mod openraft_suite;
 mod oracle;
 mod power_loss;
