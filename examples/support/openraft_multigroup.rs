@@ -418,6 +418,65 @@ fn leader_of(nodes: &BTreeMap<NodeId, Node>, group: u64) -> Result<NodeId, BoxEr
         .ok_or_else(|| format!("group {group} has no leader").into())
 }
 
+/// Initialize every group on node 1 with `ids` as voters; wait until each has a leader.
+async fn initialize(nodes: &BTreeMap<NodeId, Node>, ids: &[NodeId]) -> Result<(), BoxError> {
+    let members: BTreeMap<NodeId, BasicNode> = ids
+        .iter()
+        .map(|id| (*id, BasicNode::new(format!("in-process-{id}"))))
+        .collect();
+    for raft in nodes[&1].rafts.values() {
+        raft.initialize(members.clone()).await?;
+    }
+    for (g, raft) in &nodes[&1].rafts {
+        raft.wait(Some(Duration::from_secs(20)))
+            .metrics(|m| m.current_leader.is_some(), "a leader is elected")
+            .await
+            .map_err(|e| format!("group {g} elected no leader: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Wait until every node applied what the most advanced node of each group applied.
+async fn wait_replicated(nodes: &BTreeMap<NodeId, Node>, groups: u64) -> Result<(), BoxError> {
+    for g in 1..=groups {
+        let rafts = nodes.values().map(|n| &n.rafts[&g]);
+        let target = rafts.clone().filter_map(applied).map(|l| l.index).max();
+        for raft in rafts {
+            raft.wait(Some(Duration::from_secs(30)))
+                .applied_index_at_least(target, "every node applied the first phase")
+                .await
+                .map_err(|e| format!("group {g} did not replicate: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Wait until group `g` on node `restarted` applied its leader's last applied log id, and
+/// compare the two.
+async fn catch_up(
+    nodes: &BTreeMap<NodeId, Node>,
+    g: u64,
+    restarted: NodeId,
+) -> Result<GroupRow, BoxError> {
+    let leader = leader_of(nodes, g)?;
+    let leader_applied = applied(&nodes[&leader].rafts[&g]);
+    let index = leader_applied.map(|l| l.index);
+    let raft = &nodes[&restarted].rafts[&g];
+    raft.wait(Some(Duration::from_secs(30)))
+        .applied_index_at_least(index, "the restarted node caught up")
+        .await
+        .map_err(|e| format!("group {g} did not catch up: {e}"))?;
+    let kv = |node: NodeId| nodes[&node].data[&g].lock().expect("poisoned").kv.clone();
+    Ok(GroupRow {
+        group: g,
+        leader,
+        recovered_last_index: nodes[&restarted].recovered[&g],
+        leader_applied,
+        restarted_applied: applied(raft),
+        same_state: kv(leader) == kv(restarted),
+    })
+}
+
 /// Run the scenario in `base`: 3 nodes with `groups` groups each; write `entries[0]` entries
 /// to every group, stop the node that leads the fewest groups (closing its log), write
 /// `entries[1]` more, reopen it, write `entries[2]` more and wait until every group on it
@@ -436,34 +495,13 @@ pub async fn run_multigroup(
     }
 
     // 1) Initialize every group on node 1 and wait for its leaders.
-    let members: BTreeMap<NodeId, BasicNode> = ids
-        .iter()
-        .map(|id| (*id, BasicNode::new(format!("in-process-{id}"))))
-        .collect();
-    for raft in nodes[&1].rafts.values() {
-        raft.initialize(members.clone()).await?;
-    }
-    for (g, raft) in &nodes[&1].rafts {
-        raft.wait(Some(Duration::from_secs(20)))
-            .metrics(|m| m.current_leader.is_some(), "a leader is elected")
-            .await
-            .map_err(|e| format!("group {g} elected no leader: {e}"))?;
-    }
+    initialize(&nodes, &ids).await?;
 
     // 2) Write to every group.
     let started = Instant::now();
     write_all(&router, groups, 1, 1, entries[0], writers).await?;
     let write_secs = started.elapsed().as_secs_f64();
-    for g in 1..=groups {
-        let rafts = nodes.values().map(|n| &n.rafts[&g]);
-        let target = rafts.clone().filter_map(applied).map(|l| l.index).max();
-        for raft in rafts {
-            raft.wait(Some(Duration::from_secs(30)))
-                .applied_index_at_least(target, "every node applied the first phase")
-                .await
-                .map_err(|e| format!("group {g} did not replicate: {e}"))?;
-        }
-    }
+    wait_replicated(&nodes, groups).await?;
 
     // 3) Stop the node leading the fewest groups: its Rafts go, its log is closed.
     let mut led = BTreeMap::from(ids.map(|id| (id, 0)));
@@ -483,28 +521,7 @@ pub async fn run_multigroup(
     write_all(&router, groups, leader, 3, entries[2], writers).await?;
     let mut rows = Vec::new();
     for g in 1..=groups {
-        let leader = leader_of(&nodes, g)?;
-        let leader_applied = applied(&nodes[&leader].rafts[&g]);
-        let index = leader_applied.map(|l| l.index);
-        let raft = &nodes[&restarted].rafts[&g];
-        raft.wait(Some(Duration::from_secs(30)))
-            .applied_index_at_least(index, "the restarted node caught up")
-            .await
-            .map_err(|e| format!("group {g} did not catch up: {e}"))?;
-        let leader_data = nodes[&leader].data[&g].lock().expect("poisoned").kv.clone();
-        let restarted_data = nodes[&restarted].data[&g]
-            .lock()
-            .expect("poisoned")
-            .kv
-            .clone();
-        rows.push(GroupRow {
-            group: g,
-            leader,
-            recovered_last_index: nodes[&restarted].recovered[&g],
-            leader_applied,
-            restarted_applied: applied(raft),
-            same_state: leader_data == restarted_data,
-        });
+        rows.push(catch_up(&nodes, g, restarted).await?);
     }
     let catch_up_secs = restart_at.elapsed().as_secs_f64();
 

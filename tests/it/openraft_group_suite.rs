@@ -188,32 +188,7 @@ fn group_stores_share_a_log_and_survive_reopen() {
         // The default group was never written.
         assert_eq!(wal.log_state(), LogState::default());
         for (k, g) in groups.into_iter().enumerate() {
-            let k = k as u64;
-            let n = 30 + 10 * k;
-            let mut store = Store::open_group(Arc::clone(&wal), GroupId(g)).unwrap();
-            assert_eq!(
-                store.read_vote().await.unwrap(),
-                Some(Vote::new_committed(3 + k, 2))
-            );
-            assert_eq!(
-                store.read_committed().await.unwrap(),
-                Some(log_id(3, 2, 25))
-            );
-            let st = store.get_log_state().await.unwrap();
-            assert_eq!(st.last_purged_log_id, Some(log_id(1, 2, 5 + k)));
-            assert_eq!(st.last_log_id, Some(log_id(1 + (n - 3) / 10, 2, n - 3)));
-            let want: Vec<_> = (6 + k..n - 2).map(|i| entry(1 + i / 10, i, g)).collect();
-            assert_eq!(store.try_get_log_entries(0..1000).await.unwrap(), want);
-            let mut reader = store.get_log_reader().await;
-            assert_eq!(
-                reader.limited_get_log_entries(0, 1000).await.unwrap(),
-                want,
-                "the default read limit holds these entries"
-            );
-            // The core mirrors {term, index} of the purge and commit points in the group.
-            let core = wal.group(GroupId(g)).log_state();
-            assert_eq!(core.purged, Some(chunkwal::LogId::new(1, 5 + k)));
-            assert_eq!(core.committed, Some(chunkwal::LogId::new(3, 25)));
+            check_reopened(&wal, k as u64, g).await;
         }
         // Purge one group past its end: only that group changes.
         let before: Vec<_> = groups[1..]
@@ -234,6 +209,36 @@ fn group_stores_share_a_log_and_survive_reopen() {
             .collect();
         assert_eq!(after, before);
     });
+}
+
+/// Group `g`, the `k`th of `group_stores_share_a_log_and_survive_reopen`, holds after reopen
+/// what that test wrote to it.
+async fn check_reopened(wal: &Arc<Wal>, k: u64, g: u64) {
+    let n = 30 + 10 * k;
+    let mut store = Store::open_group(Arc::clone(wal), GroupId(g)).unwrap();
+    assert_eq!(
+        store.read_vote().await.unwrap(),
+        Some(Vote::new_committed(3 + k, 2))
+    );
+    assert_eq!(
+        store.read_committed().await.unwrap(),
+        Some(log_id(3, 2, 25))
+    );
+    let st = store.get_log_state().await.unwrap();
+    assert_eq!(st.last_purged_log_id, Some(log_id(1, 2, 5 + k)));
+    assert_eq!(st.last_log_id, Some(log_id(1 + (n - 3) / 10, 2, n - 3)));
+    let want: Vec<_> = (6 + k..n - 2).map(|i| entry(1 + i / 10, i, g)).collect();
+    assert_eq!(store.try_get_log_entries(0..1000).await.unwrap(), want);
+    let mut reader = store.get_log_reader().await;
+    assert_eq!(
+        reader.limited_get_log_entries(0, 1000).await.unwrap(),
+        want,
+        "the default read limit holds these entries"
+    );
+    // The core mirrors {term, index} of the purge and commit points in the group.
+    let core = wal.group(GroupId(g)).log_state();
+    assert_eq!(core.purged, Some(chunkwal::LogId::new(1, 5 + k)));
+    assert_eq!(core.committed, Some(chunkwal::LogId::new(3, 25)));
 }
 
 /// `limited_get_log_entries` of a group store respects the read limit (at least one entry).
