@@ -8,6 +8,7 @@
 //! cargo run --release -- tuning [--dir /tmp]          # chunk size / cache sweep + SVGs
 //! cargo run --release -- compress [--entries 200000]  # LZ4 on JSON-like entries (compress.rs)
 //! cargo run --release -- reopen [--rounds 5] [--reopen-sizes 1M:256,2M:64] [--cold 1]
+//! cargo run --release -- groups [--groups 100,1000] [--rounds 5]   # multi-group (groups.rs)
 //! ```
 //! Every flag is described in docs/benchmarks.md, "Methods".
 //! Reopen and memory are measured in a fresh child process per engine and repetition
@@ -52,6 +53,11 @@ mod compress;
 mod diskstats;
 mod engines;
 mod floor;
+mod groups;
+mod groups_chunkwal;
+mod groups_engines;
+mod groups_lag;
+mod groups_report;
 mod pipe;
 mod pipelined;
 mod reopen;
@@ -418,6 +424,9 @@ fn main() -> io::Result<()> {
         Some("tuning") => tuning::run(&parse(&argv[1..])?),
         Some("compress") => compress::run(&parse(&argv[1..])?),
         Some("reopen") => reopen::run(&parse(&argv[1..])?),
+        Some("groups") => groups::run(&parse(&argv[1..])?),
+        Some("groups-probe") => groups::probe(&parse(&argv[1..])?),
+        Some("groups-table") => groups::table(&parse(&argv[1..])?),
         Some("reopen-probe") => reopen::probe(&parse(&argv[1..])?),
         Some("table") => {
             let a = parse(&argv[1..])?;

@@ -68,6 +68,7 @@ pub fn record_json(r: &DumpRecord) -> Value {
         "offset": r.offset,
         "len": r.encoded_len,
         "hint": r.hint,
+        "group": r.group,
         "kind": r.record.kind(),
     });
     let extra = match &r.record {
@@ -152,8 +153,12 @@ pub fn record_text(r: &DumpRecord) -> String {
         ),
         other => other.kind().into(),
     };
+    let group = match r.group {
+        0 => String::new(),
+        g => format!("group {g} "),
+    };
     format!(
-        "chunk {} @{:<9} len {:<6} hint {:<9} {what}",
+        "chunk {} @{:<9} len {:<6} hint {:<9} {group}{what}",
         r.chunk, r.offset, r.encoded_len, r.hint
     )
 }

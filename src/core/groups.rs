@@ -87,6 +87,39 @@ impl GroupStates {
         r
     }
 
+    /// Replay a footer run of group `group`: entries `first, first + 1, ...` of `term` at
+    /// `offsets` in chunk `chunk`, with the contiguity check `apply` makes of each entry.
+    pub fn push_run(
+        &mut self,
+        group: u64,
+        (first, term): (u64, u64),
+        chunk: u64,
+        offsets: &[u32],
+    ) -> Result<(), CorruptionKind> {
+        let g = self.map.entry(group).or_default();
+        if let Some(last) = g.state.last {
+            if last.index.checked_add(1) != Some(first) {
+                return Err(CorruptionKind::NonContiguous {
+                    expected: last.index.saturating_add(1),
+                    got: first,
+                });
+            }
+        }
+        let Some(n) = (offsets.len() as u64).checked_sub(1) else {
+            return Ok(());
+        };
+        let last = first.checked_add(n).ok_or(CorruptionKind::NonContiguous {
+            expected: first,
+            got: u64::MAX,
+        })?;
+        g.log.index.push_run(first, term, chunk, offsets);
+        g.state.last = Some(crate::types::LogId::new(term, last));
+        let len = size_in(group, &image_of(&g.state));
+        self.images = self.images + len - g.image_len;
+        g.image_len = len;
+        Ok(())
+    }
+
     /// Check that `recs`, all of group `group`, would be accepted in order (see
     /// [`check_all`]); a RemoveGroup among them starts the rest from an empty group.
     pub fn check(&self, group: u64, recs: &[Record<'_>]) -> Result<(), CorruptionKind> {
@@ -148,12 +181,8 @@ impl GroupStates {
     }
 }
 
-/// Record `rec` of group `group` at `offset` in a chunk's footer. A group's records are
-/// Record items for now: open decodes each one from the map (CRC checked).
+/// Record `rec` of group `group` at `offset` in a chunk's footer: a group's entries go
+/// into its runs, its other records are Record items.
 pub(crate) fn footer_push(b: &mut FooterBuilder, group: u64, rec: &Record<'_>, offset: u32) {
-    if group == 0 {
-        b.push(rec, offset);
-    } else if !matches!(rec, Record::Seal | Record::Index { .. }) {
-        b.push_record(offset);
-    }
+    b.push_in(group, rec, offset);
 }

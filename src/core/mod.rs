@@ -10,6 +10,7 @@ mod prefault;
 mod range;
 mod read;
 mod recovery;
+mod rewrite;
 mod shared;
 mod stat;
 mod verify;

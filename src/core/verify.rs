@@ -112,7 +112,7 @@ fn check_chunk(c: &Chunk, newest: bool, stop: &dyn Fn() -> bool) -> Result<Check
         records += 1;
         match (&mut footer, s.record) {
             (Some(_), Record::Index { body }) => index = Some((s.offset, body)),
-            (Some(f), rec) => f.push(&rec, s.offset as u32),
+            (Some(f), rec) => f.push_in(s.group, &rec, s.offset as u32),
             (None, _) => {}
         }
         if records % STOP_CHECK_EVERY == 0 && stop() {

@@ -125,7 +125,13 @@ impl Wal {
     /// so nothing more may be written or reported durable.
     pub(super) fn write_op<T>(&self, f: impl FnOnce(&mut Writer) -> Result<T>) -> Result<T> {
         let mut w = self.lock()?;
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut w)));
+        // A call that made the chunk files pass `Config::rewrite_threshold` also rewrites
+        // lagging groups forward (`rewrite.rs`; a no-op check without a threshold).
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let t = f(&mut w)?;
+            w.maybe_rewrite()?;
+            Ok(t)
+        }));
         match r {
             Ok(r) => r,
             Err(_) => {

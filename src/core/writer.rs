@@ -117,7 +117,7 @@ impl Writer {
         })?;
         if let Some(f) = &mut self.footer {
             // Offsets are below the chunk size, at most 1 GiB.
-            f.push(rec, off as u32);
+            f.push_in(0, rec, off as u32);
         }
         Ok(off)
     }

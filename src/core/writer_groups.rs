@@ -8,13 +8,13 @@ use super::groups::footer_push;
 use super::writer::Writer;
 use crate::error::{Error, Result};
 use crate::format::{
-    encoded_len, Record, StateImage, FLAG_CONTINUES, FLAG_GROUP, FOOTER_VERSION, GROUP_PREFIX_LEN,
-    MAX_GROWTH_PER_RECORD,
+    encoded_len, Record, StateImage, FLAG_CONTINUES, FLAG_GROUP, GROUPS_VERSION, GROUP_PREFIX_LEN,
+    MAX_GROWTH_PER_GROUP_RECORD, MAX_GROWTH_PER_RECORD,
 };
 use crate::types::LogState;
 
 /// The most one group record can grow a chunk's footer by.
-pub(crate) const GROUP_GROWTH: usize = MAX_GROWTH_PER_RECORD + 8;
+pub(crate) const GROUP_GROWTH: usize = MAX_GROWTH_PER_GROUP_RECORD;
 
 /// Flush the staging buffer to the file every this many bytes of a batch.
 const BATCH_STAGE_MAX: usize = 1 << 20;
@@ -104,20 +104,9 @@ impl Writer {
         self.commit()
     }
 
-    /// Write `recs` (each with its group) as ONE atomic group, in the active chunk (rotating
-    /// first if they do not fit its rest), and apply them. `payloads` are the default
-    /// group's entry payloads, in order, for the cache. The caller checked every record.
-    pub fn write_batch(&mut self, recs: &[(u64, Record<'_>)], payloads: &[Bytes]) -> Result<()> {
-        if recs.is_empty() {
-            return Ok(());
-        }
-        let grouped = recs.iter().any(|(g, _)| *g != 0);
-        if grouped && self.active.header.version < FOOTER_VERSION {
-            // A v1 chunk holds no group records: they start a v2 chunk.
-            self.rotate(true)?;
-        }
-        let size: usize = recs.iter().map(|(g, r)| size_in(*g, r)).sum();
-        let growth: usize = recs.iter().map(|(g, _)| growth_in(*g)).sum();
+    /// Rotate first if records of `size` bytes growing the footer by `growth` do not fit
+    /// the active chunk's rest; [`Error::EntryTooLarge`] if they do not fit a fresh one.
+    pub(super) fn make_room(&mut self, size: usize, growth: usize) -> Result<()> {
         if !self.fits(size, growth) {
             self.ensure_spare()?;
             self.rotate(true)?;
@@ -128,6 +117,31 @@ impl Writer {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Write `recs` (each with its group) as ONE atomic group, in the active chunk (rotating
+    /// first if they do not fit its rest), and apply them. `payloads` are the default
+    /// group's entry payloads, in order, for the cache. The caller checked every record.
+    pub fn write_batch(&mut self, recs: &[(u64, Record<'_>)], payloads: &[Bytes]) -> Result<()> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let grouped = recs.iter().any(|(g, _)| *g != 0);
+        if grouped && self.active.header.version < GROUPS_VERSION {
+            // An older chunk holds no group records: they start a new chunk.
+            self.rotate(true)?;
+        }
+        let size: usize = recs.iter().map(|(g, r)| size_in(*g, r)).sum();
+        let growth: usize = recs.iter().map(|(g, _)| growth_in(*g)).sum();
+        self.make_room(size, growth)?;
+        let offs = self.put_batch(recs)?;
+        self.apply_batch(recs, &offs, payloads)
+    }
+
+    /// Stage and write `recs`, which fit the active chunk, as one atomic group; returns their
+    /// offsets. Nothing is applied.
+    pub(super) fn put_batch(&mut self, recs: &[(u64, Record<'_>)]) -> Result<Vec<usize>> {
         let mut offs = Vec::with_capacity(recs.len());
         for (i, (g, rec)) in recs.iter().enumerate() {
             let flags = if i + 1 < recs.len() {
@@ -144,7 +158,7 @@ impl Writer {
         }
         self.config.run_fail_point("write.after_put");
         self.commit()?;
-        self.apply_batch(recs, &offs, payloads)
+        Ok(offs)
     }
 
     /// Apply a written batch, then publish the states and cache the default group's

@@ -19,6 +19,8 @@ const KIND_REMOVE_GROUP: u8 = 11;
 const KIND_INDEX: u8 = 9;
 /// Kinds from this one on are new in format v2: in a v1 chunk they are unknown.
 const FIRST_V2_KIND: u8 = KIND_INDEX;
+/// Kinds from this one on are new in format v3 (groups): unknown in older chunks.
+const FIRST_V3_KIND: u8 = KIND_REMOVE_GROUP;
 // Batch records are one of them: `decode_in` gates them with the v2 kinds.
 const _: () = assert!(KIND_BATCH >= FIRST_V2_KIND && BATCH_MIN_VERSION == 2);
 
@@ -291,7 +293,7 @@ impl<'a> Record<'a> {
     /// new in v2 (9 and up: Index, Batch) are unknown in a v1 chunk, exactly as a build of
     /// that version would find them.
     pub fn decode_in(version: u32, kind: u8, body: &'a [u8]) -> Result<Record<'a>, CorruptionKind> {
-        if version < 2 && kind >= FIRST_V2_KIND {
+        if version < 2 && kind >= FIRST_V2_KIND || version < 3 && kind >= FIRST_V3_KIND {
             return Err(CorruptionKind::UnknownKind { kind });
         }
         Self::decode(kind, body)

@@ -5,9 +5,9 @@
 //! Seal record, one atomic group, and carries a [`Trailer`] in the last [`TRAILER_LEN`]
 //! bytes of the file that says where both are. Open reads a sealed chunk's records from the
 //! footer instead of scanning them ([`read_footer`] validates everything it returns;
-//! anything it refuses is scanned as before). The layout is in `docs/format.md`.
+//! anything it refuses is scanned as before). The layout is in `docs/format.md`. The
+//! writer's side, [`super::FooterBuilder`], is in `footer_builder.rs`.
 
-use super::body::Record;
 use super::footer_error::FooterError;
 use super::header::HEADER_LEN;
 use super::record::{decode_frame, FrameError, FLAG_CONTINUES, RECORD_ALIGN};
@@ -21,15 +21,19 @@ pub const TRAILER_MAGIC: [u8; 8] = *b"CWFOOTR1";
 pub const FOOTER_VERSION: u32 = 2;
 /// The Index body's own header: `n_items: u32`, `reserved: u32`.
 pub const BODY_HEAD_LEN: usize = 8;
-/// The most one record can grow an Index body by (a new run holding one offset; a Record
-/// item takes 8). The writer reserves this much per record it has not staged yet.
-pub const MAX_GROWTH_PER_RECORD: usize = RUN_HEAD_LEN + 8;
 
-const RUN_HEAD_LEN: usize = 24;
+/// Head of a `TAG_RUN` item: tag, 3 reserved, count u32, first u64, term u64.
+pub(super) const RUN_HEAD_LEN: usize = 24;
+/// Head of a `TAG_GROUP_RUN` item: a run head, then the group u64.
+pub(super) const GROUP_RUN_HEAD_LEN: usize = 32;
 const RECORD_ITEM_LEN: usize = 8;
 const ITEM_MIN_LEN: usize = 8;
-const TAG_RUN: u8 = 1;
-const TAG_RECORD: u8 = 2;
+/// A run of default-group entries.
+pub(super) const TAG_RUN: u8 = 1;
+/// Any other record.
+pub(super) const TAG_RECORD: u8 = 2;
+/// A run of entries of a non-default group (format v2, multi-group logs only).
+pub(super) const TAG_GROUP_RUN: u8 = 3;
 const KIND_INDEX: u8 = 9;
 const KIND_SEAL: u8 = 8;
 
@@ -97,148 +101,13 @@ impl Trailer {
     }
 }
 
-/// The run being extended: where its header sits in the builder's buffer.
-#[derive(Debug, Clone, Copy)]
-struct OpenRun {
-    at: usize,
-    first: u64,
-    term: u64,
-    count: u32,
-}
-
-/// Collects the items of an Index body while the writer stages a chunk's records. Appending
-/// is amortised O(1) and [`FooterBuilder::encode_body`] is one copy.
-#[derive(Debug, Clone, Default)]
-pub struct FooterBuilder {
-    /// The items encoded so far, except the open run's padding.
-    buf: Vec<u8>,
-    n_items: u32,
-    n_entries: u64,
-    run: Option<OpenRun>,
-}
-
-impl FooterBuilder {
-    /// An empty builder.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Forget everything (a new chunk starts).
-    pub fn clear(&mut self) {
-        self.buf.clear();
-        self.n_items = 0;
-        self.n_entries = 0;
-        self.run = None;
-    }
-
-    /// Entries recorded so far.
-    #[cfg(any(test, feature = "testing"))]
-    pub fn n_entries(&self) -> u64 {
-        self.n_entries
-    }
-
-    /// Items recorded so far.
-    #[cfg(any(test, feature = "testing"))]
-    pub fn n_items(&self) -> u32 {
-        self.n_items
-    }
-
-    /// Whether the counts fit their on-disk fields (they always do for real chunks; a
-    /// writer that finds otherwise seals without a footer).
-    pub fn encodable(&self) -> bool {
-        self.n_entries <= u64::from(u32::MAX)
-    }
-
-    /// Record an entry (or a Batch member) of index `index` and term `term` in the record
-    /// at `offset`. Consecutive entries of one term extend the current run.
-    pub fn push_entry(&mut self, index: u64, term: u64, offset: u32) {
-        self.n_entries += 1;
-        if let Some(r) = &mut self.run {
-            let next = r.first.checked_add(u64::from(r.count));
-            if r.term == term && next == Some(index) && r.count < u32::MAX {
-                r.count += 1;
-                let at = r.at + 4;
-                self.buf[at..at + 4].copy_from_slice(&r.count.to_le_bytes());
-                self.buf.extend_from_slice(&offset.to_le_bytes());
-                return;
-            }
-        }
-        self.close_run();
-        let at = self.buf.len();
-        self.buf.extend_from_slice(&[TAG_RUN, 0, 0, 0]);
-        self.buf.extend_from_slice(&1u32.to_le_bytes());
-        self.buf.extend_from_slice(&index.to_le_bytes());
-        self.buf.extend_from_slice(&term.to_le_bytes());
-        self.buf.extend_from_slice(&offset.to_le_bytes());
-        self.n_items += 1;
-        self.run = Some(OpenRun {
-            at,
-            first: index,
-            term,
-            count: 1,
-        });
-    }
-
-    /// Record `rec`, staged or scanned at `offset`: an entry extends or starts a run, the
-    /// Index and Seal records are not items, anything else is a Record item.
-    pub fn push(&mut self, rec: &Record<'_>, offset: u32) {
-        match rec {
-            Record::Entry { id, .. } => self.push_entry(id.index, id.term, offset),
-            // Every member of a batch is a run entry at the batch's offset: replay never
-            // needs to read the batch itself.
-            Record::Batch { head, .. } => {
-                for i in 0..u64::from(head.count) {
-                    self.push_entry(head.first + i, head.term, offset);
-                }
-            }
-            Record::Seal | Record::Index { .. } => {}
-            _ => self.push_record(offset),
-        }
-    }
-
-    /// Record any other record (not Index, not Seal) at `offset`; it ends the current run.
-    pub fn push_record(&mut self, offset: u32) {
-        self.close_run();
-        self.buf.extend_from_slice(&[TAG_RECORD, 0, 0, 0]);
-        self.buf.extend_from_slice(&offset.to_le_bytes());
-        self.n_items += 1;
-    }
-
-    fn close_run(&mut self) {
-        if self.run.take().is_some() {
-            self.buf.resize(self.buf.len().next_multiple_of(8), 0);
-        }
-    }
-
-    /// Length of the Index body [`FooterBuilder::encode_body`] writes.
-    pub fn body_len(&self) -> usize {
-        BODY_HEAD_LEN + self.buf.len().next_multiple_of(8)
-    }
-
-    /// Write the Index body into `dst`, which is exactly [`FooterBuilder::body_len`] long.
-    pub fn encode_body(&self, dst: &mut [u8]) {
-        debug_assert_eq!(dst.len(), self.body_len());
-        dst[..4].copy_from_slice(&self.n_items.to_le_bytes());
-        dst[4..8].fill(0);
-        let end = BODY_HEAD_LEN + self.buf.len();
-        dst[BODY_HEAD_LEN..end].copy_from_slice(&self.buf);
-        dst[end..].fill(0);
-    }
-
-    /// The trailer for this builder's Index record at `index_off` and Seal at `seal_off`.
-    pub fn trailer(&self, tag: u32, index_off: u32, seal_off: u32) -> Trailer {
-        Trailer {
-            tag,
-            index_off,
-            seal_off,
-            n_entries: u32::try_from(self.n_entries).unwrap_or(u32::MAX),
-        }
-    }
-}
-
-/// A run of entries from a decoded Index body: indexes `first..first + len()`, one term.
+/// A run of entries from a decoded Index body: indexes `first..first + len()`, one term,
+/// one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Run<'a> {
+    /// The group the entries belong to: 0 (the default group) for a `TAG_RUN` item, never
+    /// 0 for a `TAG_GROUP_RUN` item.
+    pub group: u64,
     /// Index of the first entry.
     pub first: u64,
     /// Term of every entry.
@@ -269,7 +138,7 @@ impl<'a> Run<'a> {
 /// One item of a decoded Index body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Item<'a> {
-    /// Consecutive entries of one term.
+    /// Consecutive entries of one group and term.
     Run(Run<'a>),
     /// Another record, to decode from the chunk at `offset` and replay.
     Record {
@@ -347,7 +216,7 @@ pub fn decode_body(body: &[u8], index_off: u32) -> Result<(Vec<Item<'_>>, u64), 
                 });
                 at += RECORD_ITEM_LEN;
             }
-            TAG_RUN => {
+            TAG_RUN | TAG_GROUP_RUN => {
                 let (run, len) = decode_run(rest, at, &mut order)?;
                 entries += run.count() as u64;
                 items.push(Item::Run(run));
@@ -364,34 +233,52 @@ pub fn decode_body(body: &[u8], index_off: u32) -> Result<(Vec<Item<'_>>, u64), 
     Ok((items, entries))
 }
 
-/// Decode the run at the start of `rest` (body offset `at`); returns it and its length.
+/// Decode the run (`TAG_RUN` or `TAG_GROUP_RUN`, by `rest[0]`) at the start of `rest` (body
+/// offset `at`); returns it and its length.
 fn decode_run<'a>(
     rest: &'a [u8],
     at: usize,
     order: &mut Order,
 ) -> Result<(Run<'a>, usize), FooterError> {
-    let Some(head) = rest.get(..RUN_HEAD_LEN) else {
+    let head_len = match rest.first() {
+        Some(&TAG_GROUP_RUN) => GROUP_RUN_HEAD_LEN,
+        _ => RUN_HEAD_LEN,
+    };
+    let Some(head) = rest.get(..head_len) else {
         return Err(FooterError::ItemTruncated { at });
     };
     let count = le32(head, 4);
     let (first, term) = (le64(head, 8), le64(head, 16));
+    let group = if head_len == GROUP_RUN_HEAD_LEN {
+        le64(head, 24)
+    } else {
+        0
+    };
+    if head_len == GROUP_RUN_HEAD_LEN && group == 0 {
+        return Err(FooterError::GroupRunZero { at, first, count });
+    }
     if count == 0 || first.checked_add(u64::from(count) - 1).is_none() {
         return Err(FooterError::RunCount { at, count });
     }
     // Bounded by the bytes before anything is computed from it.
     let raw_len = (count as usize)
         .checked_mul(4)
-        .filter(|&n| n <= rest.len() - RUN_HEAD_LEN)
+        .filter(|&n| n <= rest.len() - head_len)
         .ok_or(FooterError::ItemTruncated { at })?;
-    let len = (RUN_HEAD_LEN + raw_len).next_multiple_of(8);
-    let Some(padded) = rest.get(RUN_HEAD_LEN..len) else {
+    let len = (head_len + raw_len).next_multiple_of(8);
+    let Some(padded) = rest.get(head_len..len) else {
         return Err(FooterError::ItemTruncated { at });
     };
     let (raw, pad) = padded.split_at(raw_len);
     if pad.iter().any(|&b| b != 0) {
         return Err(FooterError::ItemReserved { at });
     }
-    let run = Run { first, term, raw };
+    let run = Run {
+        group,
+        first,
+        term,
+        raw,
+    };
     for (i, off) in run.offsets().enumerate() {
         order.check(at, off, i > 0)?;
     }

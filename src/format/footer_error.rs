@@ -130,6 +130,16 @@ pub enum FooterError {
         /// The count.
         count: u32,
     },
+    /// A `TAG_GROUP_RUN` item names group 0 (the default group's runs are `TAG_RUN` items).
+    #[error("group run at body byte {at} (first {first}, count {count}) names group 0")]
+    GroupRunZero {
+        /// Body offset of the item.
+        at: usize,
+        /// The run's first index.
+        first: u64,
+        /// The run's count.
+        count: u32,
+    },
     /// A record offset is misaligned, out of `[64, index_off)`, or not after the previous.
     #[error("item at body byte {at} names bad record offset {offset}")]
     ItemOffset {

@@ -5,10 +5,10 @@ use proptest::prelude::*;
 use super::*;
 use crate::types::LogId;
 
-const TAG: u32 = 0x1234_abcd;
-const SIZE: usize = 16 * 1024;
+pub(super) const TAG: u32 = 0x1234_abcd;
+pub(super) const SIZE: usize = 16 * 1024;
 
-fn frame(buf: &mut Vec<u8>, rec: &Record<'_>, flags: u8) -> u32 {
+pub(super) fn frame(buf: &mut Vec<u8>, rec: &Record<'_>, flags: u8) -> u32 {
     let off = buf.len();
     buf.resize(off + encoded_len(rec.body_len()), 0);
     write_frame(
@@ -51,14 +51,14 @@ fn sealed(recs: &[Record<'_>]) -> (Vec<u8>, FooterBuilder) {
     (buf, b)
 }
 
-fn entry(term: u64, index: u64) -> Record<'static> {
+pub(super) fn entry(term: u64, index: u64) -> Record<'static> {
     Record::Entry {
         id: LogId::new(term, index),
         payload: b"some payload",
     }
 }
 
-fn workload() -> Vec<Record<'static>> {
+pub(super) fn workload() -> Vec<Record<'static>> {
     let mut v = vec![Record::State(StateImage::default())];
     v.extend((1..=5).map(|i| entry(1, i)));
     v.push(Record::Commit {
@@ -244,14 +244,14 @@ fn each_validation_step_refuses_its_damage() {
 }
 
 /// Build an Index body from raw items (to test the decoder beyond what the builder makes).
-fn body(n_items: u32, items: &[u8]) -> Vec<u8> {
+pub(super) fn body(n_items: u32, items: &[u8]) -> Vec<u8> {
     let mut v = n_items.to_le_bytes().to_vec();
     v.extend_from_slice(&[0; 4]);
     v.extend_from_slice(items);
     v
 }
 
-fn run(count: u32, first: u64, term: u64, offsets: &[u32]) -> Vec<u8> {
+pub(super) fn run(count: u32, first: u64, term: u64, offsets: &[u32]) -> Vec<u8> {
     let mut v = vec![1, 0, 0, 0];
     v.extend_from_slice(&count.to_le_bytes());
     v.extend_from_slice(&first.to_le_bytes());
@@ -263,7 +263,7 @@ fn run(count: u32, first: u64, term: u64, offsets: &[u32]) -> Vec<u8> {
     v
 }
 
-fn rec(offset: u32) -> Vec<u8> {
+pub(super) fn rec(offset: u32) -> Vec<u8> {
     let mut v = vec![2, 0, 0, 0];
     v.extend_from_slice(&offset.to_le_bytes());
     v
@@ -299,10 +299,10 @@ fn decoder_refuses_hostile_bodies() {
         FooterError::RunCount { .. }
     ));
     let mut bad_tag = rec(64);
-    bad_tag[0] = 3;
+    bad_tag[0] = 4;
     assert!(matches!(
         err(&body(1, &bad_tag)),
-        FooterError::ItemTag { tag: 3, .. }
+        FooterError::ItemTag { tag: 4, .. }
     ));
     let mut reserved = rec(64);
     reserved[2] = 1;

@@ -8,7 +8,11 @@ use crate::error::CorruptionKind;
 /// Magic bytes at the start of every chunk file.
 pub const CHUNK_MAGIC: [u8; 8] = *b"CHUNKWAL";
 /// The format version this build writes (and the newest it reads).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+/// The first format version with groups: `FLAG_GROUP` frames, RemoveGroup records and
+/// group runs in footers. An older build refuses such a chunk by its version instead of
+/// misreading its group records as damage.
+pub const GROUPS_VERSION: u32 = 3;
 /// Size of the chunk header in bytes.
 pub const HEADER_LEN: usize = 64;
 

@@ -3,7 +3,10 @@
 mod batch;
 mod body;
 mod footer;
+mod footer_builder;
 mod footer_error;
+#[cfg(test)]
+mod footer_group_tests;
 #[cfg(test)]
 mod footer_tests;
 mod header;
@@ -19,14 +22,12 @@ pub use batch::{member_ranges, push_member, BATCH_HEAD_LEN, CODEC_LZ4, MEMBER_LE
 pub use body::{Record, StateImage};
 #[cfg(any(test, feature = "testing"))]
 pub use footer::{decode_body, Footer, Run, Trailer, TRAILER_MAGIC};
-pub use footer::{
-    read_footer, FooterBuilder, Item, BODY_HEAD_LEN, FOOTER_VERSION, MAX_GROWTH_PER_RECORD,
-    TRAILER_LEN,
-};
+pub use footer::{read_footer, Item, BODY_HEAD_LEN, FOOTER_VERSION, TRAILER_LEN};
+pub use footer_builder::{FooterBuilder, MAX_GROWTH_PER_GROUP_RECORD, MAX_GROWTH_PER_RECORD};
 pub use footer_error::FooterError;
 #[cfg(any(test, feature = "testing"))]
 pub use header::CHUNK_MAGIC;
-pub use header::{ChunkHeader, HeaderError, FORMAT_VERSION, HEADER_LEN};
+pub use header::{ChunkHeader, HeaderError, FORMAT_VERSION, GROUPS_VERSION, HEADER_LEN};
 #[cfg(any(test, feature = "testing"))]
 pub use record::Frame;
 pub use record::{

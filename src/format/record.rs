@@ -4,6 +4,7 @@ use zerocopy::little_endian::U32;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::body::Record;
+use super::header::GROUPS_VERSION;
 use crate::error::CorruptionKind;
 
 /// Size of a record header.
@@ -58,13 +59,13 @@ pub struct Frame<'a> {
 impl<'a> Frame<'a> {
     /// Decode the record this frame holds, in a chunk of format `version`: the kind's body
     /// ([`Record::decode_in`]), and the group prefix checked against the kind. A group
-    /// prefix is format v2 only, and only on records a group owns (entries and state, not a
+    /// prefix is format v3 only, and only on records a group owns (entries and state, not a
     /// Seal, Index or Batch record); a RemoveGroup record always has one.
     pub fn record(&self, version: u32) -> Result<Record<'a>, CorruptionKind> {
         let bad = CorruptionKind::BadGroup {
             group: Some(self.group),
         };
-        if self.group != 0 && version < 2 {
+        if self.group != 0 && version < GROUPS_VERSION {
             return Err(bad);
         }
         let rec = Record::decode_in(version, self.kind, self.body)?;

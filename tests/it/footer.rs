@@ -140,7 +140,12 @@ fn assert_sealed_footers(dir: &Path) -> usize {
     for f in &files[..files.len().saturating_sub(1)] {
         let b = std::fs::read(f).unwrap();
         let h = ChunkHeader::decode(&b).unwrap();
-        assert_eq!(h.version, 2, "{}", f.display());
+        assert_eq!(
+            h.version,
+            chunkwal::format::FORMAT_VERSION,
+            "{}",
+            f.display()
+        );
         let footer = match read_footer(&b, h.chunk_size, h.epoch_tag()) {
             Ok(footer) => footer,
             Err(e) => panic!("{}: footer refused: {e}", f.display()),
@@ -491,7 +496,7 @@ fn a_v1_log_takes_appends_and_its_new_chunks_get_footers() {
             assert_eq!(h.version, 1);
             assert!(matches!(footer, Err(FooterError::NoMagic)), "{footer:?}");
         } else {
-            assert_eq!(h.version, 2);
+            assert_eq!(h.version, chunkwal::format::FORMAT_VERSION);
             if k + 1 < files.len() {
                 footer.expect("a sealed v2 chunk has a footer");
             }

@@ -11,6 +11,7 @@ use crate::core::writer::ChunkMeta;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{
     decode_frame, read_footer, FooterBuilder, FooterError, Item, Record, FOOTER_VERSION,
+    GROUPS_VERSION,
 };
 use crate::index::EntryIndex;
 use crate::types::{LogId, LogState};
@@ -38,6 +39,11 @@ pub(super) fn load(c: &Chunk) -> Option<FromFooter<'_>> {
         return None;
     }
     match try_load(c) {
+        // Group runs exist from format v3 on; in an older chunk they are forged.
+        Ok(f) if c.header.version < GROUPS_VERSION && f.has_group_runs() => {
+            tracing::warn!(seq = c.seq, "group runs in a pre-group chunk: scanning it");
+            None
+        }
         Ok(f) => Some(f),
         Err(error) => {
             tracing::warn!(seq = c.seq, %error, "chunk footer not used: scanning the chunk");
@@ -81,6 +87,13 @@ fn try_load(c: &Chunk) -> Result<FromFooter<'_>, FooterError> {
 }
 
 impl FromFooter<'_> {
+    /// Whether any run belongs to a non-default group.
+    fn has_group_runs(&self) -> bool {
+        self.items
+            .iter()
+            .any(|i| matches!(i, Item::Run(r) if r.group != 0))
+    }
+
     /// Apply the chunk's records, in order, to `into` exactly as a scan of chunk `seq`
     /// would; `meta` gets the default group's highest entry index.
     pub fn replay(&self, seq: u64, into: Into<'_>, meta: &mut ChunkMeta) -> Result<()> {
@@ -94,6 +107,14 @@ impl FromFooter<'_> {
         let mut offsets = Vec::new();
         for item in &self.items {
             match item {
+                Item::Run(run) if run.group != 0 => {
+                    offsets.clear();
+                    offsets.extend(run.offsets());
+                    let at = u64::from(offsets.first().copied().unwrap_or_default());
+                    groups
+                        .push_run(run.group, (run.first, run.term), seq, &offsets)
+                        .map_err(|k| Error::corrupt(seq, at, k))?;
+                }
                 Item::Run(run) => {
                     offsets.clear();
                     offsets.extend(run.offsets());
