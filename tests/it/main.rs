@@ -45,6 +45,8 @@ mod metrics;
 mod model;
 mod model_groups;
 #[cfg(feature = "openraft")]
+mod openraft_group_suite;
+#[cfg(feature = "openraft")]
 mod openraft_suite;
 mod oracle;
 mod power_loss;

@@ -3,8 +3,9 @@
 
 #[path = "../../examples/support/openraft_cluster.rs"]
 mod cluster;
+// Also used by openraft_group_suite (one copy of the module in the binary).
 #[path = "../../examples/support/openraft_kv.rs"]
-mod kv;
+pub(crate) mod kv;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,4 +1,5 @@
-//! openraft 0.9 log storage (`RaftLogStorage` + `RaftLogReader`) over a chunkwal [`Wal`].
+//! openraft 0.9 log storage (`RaftLogStorage` + `RaftLogReader`) over a chunkwal [`Wal`], or
+//! over one group of a [`Wal`] shared by many Raft groups ([`ChunkwalGroupStore`]).
 //!
 //! [`Wal`]: crate::Wal
 
@@ -10,4 +11,4 @@ mod store;
 
 pub use error::StoreError;
 pub use reader::{ChunkwalLogReader, DEFAULT_READ_LIMIT};
-pub use store::ChunkwalLogStore;
+pub use store::{ChunkwalGroupStore, ChunkwalLogStore};

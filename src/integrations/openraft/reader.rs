@@ -1,20 +1,92 @@
-//! `RaftLogReader` over a chunkwal [`Reader`]: lock-free reads for replication tasks.
+//! `RaftLogReader` over a chunkwal [`Reader`] (the default group) or [`GroupReader`] (any
+//! other group of a shared log): lock-free reads for replication tasks.
 
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 
 use ::openraft::{OptionalSend, RaftLogId, RaftLogReader, RaftTypeConfig, StorageError};
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::codec::decode;
 use super::error::StoreError;
-use crate::{Error, Reader};
+use crate::{Error, GroupId, GroupReader, Reader};
+
+/// The owned read handle of the store's group: the default group reads through the log's
+/// [`Reader`] (with its payload cache), any other group through its [`GroupReader`].
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    /// The default group.
+    Default(Reader),
+    /// A non-default group of a shared log.
+    Group(GroupReader),
+}
+
+impl Source {
+    /// The handle for `group` of the log `reader` reads.
+    pub(crate) fn new(reader: Reader, group: GroupId) -> Self {
+        if group == GroupId::DEFAULT {
+            Source::Default(reader)
+        } else {
+            Source::Group(reader.group(group))
+        }
+    }
+
+    pub(crate) fn first_index(&self) -> Option<u64> {
+        match self {
+            Source::Default(r) => r.first_index(),
+            Source::Group(r) => r.first_index(),
+        }
+    }
+
+    pub(crate) fn last_index(&self) -> Option<u64> {
+        match self {
+            Source::Default(r) => r.last_index(),
+            Source::Group(r) => r.last_index(),
+        }
+    }
+
+    pub(crate) fn entry(&self, index: u64) -> crate::Result<Option<(crate::LogId, Bytes)>> {
+        match self {
+            Source::Default(r) => r.entry(index),
+            Source::Group(r) => r.entry(index),
+        }
+    }
+
+    /// `from..=through`, by the rules of [`Reader::read_bounded`]: the prefix of the range
+    /// whose payloads fit `max_bytes`, but at least one entry.
+    fn read_bounded(
+        &self,
+        from: u64,
+        through: u64,
+        max_bytes: u64,
+    ) -> crate::Result<Vec<(crate::LogId, Bytes)>> {
+        let r = match self {
+            Source::Default(r) => return r.read_bounded(from..=through, max_bytes),
+            Source::Group(r) => r,
+        };
+        // A group reader has no bounded read: walk its lazy iterator (which fails with
+        // `OutOfRange` when an index it reaches was removed meanwhile, as `read_bounded`).
+        let mut out = Vec::new();
+        let mut total = 0u64;
+        for item in r.iter(from..=through)? {
+            let (id, payload) = item?;
+            let len = payload.len() as u64;
+            if !out.is_empty() && total.saturating_add(len) > max_bytes {
+                break;
+            }
+            total = total.saturating_add(len);
+            out.push((id, payload));
+        }
+        Ok(out)
+    }
+}
 
 /// A cloneable log reader handed to openraft's replication tasks. Reads never wait for the
 /// writer.
 pub struct ChunkwalLogReader<C> {
-    reader: Reader,
+    reader: Source,
     read_limit: u64,
     _p: PhantomData<C>,
 }
@@ -36,7 +108,7 @@ impl<C> Debug for ChunkwalLogReader<C> {
 }
 
 impl<C> ChunkwalLogReader<C> {
-    pub(crate) fn new(reader: Reader, read_limit: u64) -> Self {
+    pub(crate) fn new(reader: Source, read_limit: u64) -> Self {
         ChunkwalLogReader {
             reader,
             read_limit,
@@ -50,7 +122,7 @@ impl<C> ChunkwalLogReader<C> {
 pub const DEFAULT_READ_LIMIT: u64 = 1 << 20;
 
 /// The inclusive span of `range` that the log holds now, if any.
-fn clamp(reader: &Reader, range: &impl RangeBounds<u64>) -> Option<(u64, u64)> {
+fn clamp(reader: &Source, range: &impl RangeBounds<u64>) -> Option<(u64, u64)> {
     let (first, last) = reader.first_index().zip(reader.last_index())?;
     let from = match range.start_bound() {
         Bound::Included(s) => *s,
@@ -84,7 +156,7 @@ where
 /// skipped, as `RaftLogReader` allows), at most `max_bytes` of encoded entries but at least
 /// one when the log holds one in the range.
 pub(crate) fn read_entries<C>(
-    reader: &Reader,
+    reader: &Source,
     range: &impl RangeBounds<u64>,
     max_bytes: u64,
 ) -> Result<Vec<C::Entry>, StoreError>
@@ -97,7 +169,7 @@ where
         let Some((from, through)) = clamp(reader, range) else {
             return Ok(Vec::new());
         };
-        match reader.read_bounded(from..=through, max_bytes) {
+        match reader.read_bounded(from, through, max_bytes) {
             Ok(raw) => break raw,
             // A purge or truncate raced the bounds: look again.
             Err(Error::OutOfRange { .. }) if attempts < 3 => attempts += 1,

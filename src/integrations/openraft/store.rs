@@ -1,11 +1,15 @@
-//! `ChunkwalLogStore`: openraft's `RaftLogStorage` over a chunkwal [`Wal`].
+//! `ChunkwalLogStore`: openraft's `RaftLogStorage` over a chunkwal [`Wal`], or over one
+//! group of a [`Wal`] that several Raft groups share.
 
+use std::borrow::Borrow;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
+use std::sync::Arc;
 
 use ::openraft::storage::{LogFlushed, RaftLogStorage};
 use ::openraft::{
-    LogId, LogState, OptionalSend, RaftLogId, RaftLogReader, RaftTypeConfig, StorageError, Vote,
+    LogId, LogState, OptionalSend, OptionalSync, RaftLogId, RaftLogReader, RaftTypeConfig,
+    StorageError, Vote,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -13,10 +17,14 @@ use serde::Serialize;
 use super::codec::{core_id, decode, encode};
 use super::error::StoreError;
 use super::meta::Meta;
-use super::reader::{decode_entry, read_entries, ChunkwalLogReader, DEFAULT_READ_LIMIT};
-use crate::{Config, Reader, Wal};
+use super::reader::{decode_entry, read_entries, ChunkwalLogReader, Source, DEFAULT_READ_LIMIT};
+use crate::{Config, Group, GroupId, Wal};
 
-/// openraft log storage backed by a chunkwal [`Wal`], generic over the type config `C`.
+/// openraft log storage backed by one group of a chunkwal [`Wal`], generic over the type
+/// config `C` and over how the store holds the log, `W`: a [`Wal`] of its own (the default,
+/// built by [`open`](Self::open) and [`new`](Self::new), on the log's default group) or any
+/// `W: Borrow<Wal>` such as an `Arc<Wal>` shared by many groups ([`open_group`](Self::open_group);
+/// [`ChunkwalGroupStore`] names that type).
 ///
 /// - Entries are stored whole, serialized with postcard, at their log index; the core's
 ///   `LogId` is `{term: leader_id.term, index}`.
@@ -26,8 +34,11 @@ use crate::{Config, Reader, Wal};
 ///   the suffix from their first index (one crash-atomic `replace_range`).
 /// - `save_vote` returns only once the vote is durable.
 /// - The full openraft purge point and committed id live in a small metadata record (the
-///   core's user data slot, which this store owns); the core also records both as
-///   `{term, index}`.
+///   user data slot of the store's group, which this store owns); the core also records both
+///   as `{term, index}`.
+/// - Every operation goes to the store's group only (`Wal::group`); the other groups of a
+///   shared log are never touched, and a flush is the shared log's one group commit, which
+///   covers the writes of every group. At most one store may serve a group at a time.
 ///
 /// ```no_run
 /// use std::io::Cursor; // the default `SnapshotData` of `declare_raft_types!`
@@ -37,17 +48,39 @@ use crate::{Config, Reader, Wal};
 /// // Raft::new(node_id, config, network, store, state_machine).await?
 /// # Ok::<(), chunkwal::integrations::openraft::StoreError>(())
 /// ```
-pub struct ChunkwalLogStore<C: RaftTypeConfig> {
-    wal: Wal,
-    reader: Reader,
+///
+/// Many Raft groups on one log (one sync for all of them), one store per group:
+///
+/// ```no_run
+/// use std::io::Cursor;
+/// use std::sync::Arc;
+/// use chunkwal::integrations::openraft::ChunkwalGroupStore;
+/// use chunkwal::{GroupId, Wal};
+/// openraft::declare_raft_types!(pub TypeConfig:);
+/// let wal = Arc::new(Wal::open(chunkwal::Config::new("/tmp/raft-log"))?);
+/// let stores = (1..=16)
+///     .map(|g| ChunkwalGroupStore::<TypeConfig>::open_group(Arc::clone(&wal), GroupId(g)))
+///     .collect::<Result<Vec<_>, _>>()?;
+/// // One Raft::new(node_id, config, network, store, state_machine) per group.
+/// # Ok::<(), chunkwal::integrations::openraft::StoreError>(())
+/// ```
+pub struct ChunkwalLogStore<C: RaftTypeConfig, W = Wal> {
+    wal: W,
+    group: GroupId,
+    reader: Source,
     read_limit: u64,
     meta: Meta<C::NodeId>,
 }
 
-impl<C: RaftTypeConfig> Debug for ChunkwalLogStore<C> {
+/// A store that is one group of a log shared through an `Arc` (see
+/// [`ChunkwalLogStore::open_group`]).
+pub type ChunkwalGroupStore<C> = ChunkwalLogStore<C, Arc<Wal>>;
+
+impl<C: RaftTypeConfig, W: Borrow<Wal>> Debug for ChunkwalLogStore<C, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChunkwalLogStore")
-            .field("wal", &self.wal)
+            .field("wal", self.wal.borrow())
+            .field("group", &self.group)
             .field("read_limit", &self.read_limit)
             .field("meta", &self.meta)
             .finish()
@@ -66,11 +99,33 @@ where
 
     /// Wrap an open log, finishing a purge a crash interrupted.
     pub fn new(wal: Wal) -> Result<Self, StoreError> {
-        let meta = Meta::load(&wal)?;
-        meta.reconcile(&wal)?;
-        let reader = wal.reader();
+        Self::open_group(wal, GroupId::DEFAULT)
+    }
+}
+
+impl<C, W> ChunkwalLogStore<C, W>
+where
+    C: RaftTypeConfig,
+    C::Entry: Serialize + DeserializeOwned,
+    W: Borrow<Wal>,
+{
+    /// The store of `group` of the log `wal` (typically an `Arc<Wal>` shared with the stores
+    /// of other groups), finishing a purge of that group a crash interrupted. The group is
+    /// created by its first write; a group never written starts empty. Only one store may
+    /// serve a group at a time (the store caches the group's metadata). A non-default
+    /// group's reads have no payload cache (the core keeps none for them): they come from
+    /// the map, CRC-checked.
+    pub fn open_group(wal: W, group: GroupId) -> Result<Self, StoreError> {
+        let (meta, reader) = {
+            let log: &Wal = wal.borrow();
+            let handle = log.group(group);
+            let meta = Meta::load(&handle)?;
+            meta.reconcile(&handle)?;
+            (meta, Source::new(log.reader(), group))
+        };
         Ok(ChunkwalLogStore {
             wal,
+            group,
             reader,
             read_limit: DEFAULT_READ_LIMIT,
             meta,
@@ -88,20 +143,32 @@ where
         self
     }
 
-    /// The underlying log, e.g. for statistics.
+    /// The underlying log, e.g. for statistics (shared by every group of it).
     pub fn wal(&self) -> &Wal {
-        &self.wal
+        self.wal.borrow()
     }
 
-    /// Give back the underlying log (to close it and see the result).
-    pub fn into_wal(self) -> Wal {
+    /// The log group this store keeps its entries, vote and metadata in.
+    pub fn group_id(&self) -> GroupId {
+        self.group
+    }
+
+    /// Give back the underlying log (to close it and see the result): the [`Wal`] for a store
+    /// from [`open`](ChunkwalLogStore::open) or [`new`](ChunkwalLogStore::new), the shared
+    /// handle (e.g. the `Arc<Wal>`) for one from [`open_group`](Self::open_group).
+    pub fn into_wal(self) -> W {
         self.wal
+    }
+
+    /// The handle on this store's group.
+    fn log(&self) -> Group<'_> {
+        self.wal.borrow().group(self.group)
     }
 
     /// Ask for a sync and wait, without blocking the async runtime, until it is done.
     async fn flush_durable(&self) -> Result<(), StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.wal.flush(move |r| {
+        self.wal().flush(move |r| {
             let _ = tx.send(r);
         })?;
         rx.await.map_err(|_| StoreError::FlushDropped)??;
@@ -110,11 +177,11 @@ where
 
     /// The id of the last entry, or the purge point when every entry is purged.
     fn last_log_id(&self) -> Result<Option<LogId<C::NodeId>>, StoreError> {
-        let state = self.wal.log_state();
+        let state = self.log().log_state();
         let Some(last) = state.last else {
             return Ok(None);
         };
-        if self.wal.first_index().is_some() {
+        if self.reader.first_index().is_some() {
             if let Some((id, payload)) = self.reader.entry(last.index)? {
                 let entry = decode_entry::<C>(id.index, &payload)?;
                 return Ok(Some(entry.get_log_id().clone()));
@@ -124,7 +191,7 @@ where
     }
 
     fn save_meta(&mut self, meta: Meta<C::NodeId>) -> Result<(), StoreError> {
-        meta.save(&self.wal)?;
+        meta.save(&self.log())?;
         self.meta = meta;
         Ok(())
     }
@@ -143,7 +210,7 @@ where
         meta.purged = Some(log_id);
         // Metadata first: a crash between the two is finished by `Meta::reconcile`.
         self.save_meta(meta)?;
-        self.wal.purge(core)?;
+        self.log().purge(core)?;
         Ok(())
     }
 
@@ -153,7 +220,7 @@ where
         meta.committed = committed;
         self.save_meta(meta)?;
         if let Some(id) = core {
-            self.wal.commit(id)?;
+            self.log().commit(id)?;
         }
         Ok(())
     }
@@ -162,7 +229,8 @@ where
     where
         I: IntoIterator<Item = C::Entry>,
     {
-        let state = self.wal.log_state();
+        let log = self.log();
+        let state = log.log_state();
         let purged = state.purged.map(|p| p.index);
         // Entries at or below the purge point are already covered by a snapshot: drop them
         // (openraft's suite re-appends such entries after `get_initial_state` purged them).
@@ -171,26 +239,27 @@ where
             .filter(|e| purged.is_none_or(|p| e.get_log_id().index > p))
             .map(|e| Ok((core_id(e.get_log_id()), encode(&e, "log entry")?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        match (batch.first(), self.wal.first_index(), state.next_index()) {
+        match (batch.first(), log.first_index(), state.next_index()) {
             // Overwriting held entries: Raft replaces the conflicting suffix, atomically.
             (Some((first, _)), Some(held), Some(next))
                 if first.index >= held && first.index < next =>
             {
-                self.wal.replace_range(first.index, batch)?
+                log.replace_range(first.index, batch)?
             }
-            _ => self.wal.append(batch)?,
+            _ => log.append(batch)?,
         }
-        self.wal.flush(move |r| {
+        self.wal().flush(move |r| {
             callback.log_io_completed(r.map_err(|e| StoreError::from(e).into_io()));
         })?;
         Ok(())
     }
 }
 
-impl<C> RaftLogReader<C> for ChunkwalLogStore<C>
+impl<C, W> RaftLogReader<C> for ChunkwalLogStore<C, W>
 where
     C: RaftTypeConfig,
     C::Entry: Serialize + DeserializeOwned,
+    W: Borrow<Wal> + OptionalSend + OptionalSync + 'static,
 {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -209,10 +278,11 @@ where
     }
 }
 
-impl<C> RaftLogStorage<C> for ChunkwalLogStore<C>
+impl<C, W> RaftLogStorage<C> for ChunkwalLogStore<C, W>
 where
     C: RaftTypeConfig,
     C::Entry: Serialize + DeserializeOwned,
+    W: Borrow<Wal> + OptionalSend + OptionalSync + 'static,
 {
     type LogReader = ChunkwalLogReader<C>;
 
@@ -230,14 +300,14 @@ where
 
     async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         let r = async {
-            self.wal.save_vote(encode(vote, "vote")?)?;
+            self.log().save_vote(encode(vote, "vote")?)?;
             self.flush_durable().await
         };
         r.await.map_err(StoreError::write_vote)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<C::NodeId>>, StorageError<C::NodeId>> {
-        self.wal
+        self.log()
             .log_state()
             .vote
             .map(|b| decode(&b, "vote"))
@@ -273,7 +343,7 @@ where
     }
 
     async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
-        self.wal
+        self.log()
             .truncate(log_id.index)
             .map_err(|e| StoreError::from(e).write_logs())
     }
