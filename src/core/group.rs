@@ -125,6 +125,16 @@ impl<'a> Group<'a> {
         self.view().read(range)
     }
 
+    /// At most `max_bytes` of payload from `range`, and always its first entry (see
+    /// [`Reader::read_bounded`]).
+    pub fn read_bounded(
+        &self,
+        range: impl RangeBounds<u64>,
+        max_bytes: u64,
+    ) -> Result<Vec<(LogId, Bytes)>> {
+        self.view().read_bounded(range, max_bytes)
+    }
+
     /// Entries in `range`, lazily (see [`Wal::iter`]).
     pub fn iter(&self, range: impl RangeBounds<u64>) -> Result<Entries> {
         self.view().iter(range)
@@ -186,6 +196,16 @@ impl GroupReader {
     /// Entries in `range` (see [`Reader::read`]).
     pub fn read(&self, range: impl RangeBounds<u64>) -> Result<Vec<(LogId, Bytes)>> {
         self.view().read(range)
+    }
+
+    /// At most `max_bytes` of payload from `range`, and always its first entry (see
+    /// [`Reader::read_bounded`]).
+    pub fn read_bounded(
+        &self,
+        range: impl RangeBounds<u64>,
+        max_bytes: u64,
+    ) -> Result<Vec<(LogId, Bytes)>> {
+        self.view().read_bounded(range, max_bytes)
     }
 
     /// Entries in `range`, lazily.

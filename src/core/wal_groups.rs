@@ -90,6 +90,9 @@ impl Wal {
         let wait = self.write_op(|w| {
             let (recs, payloads, retire) = batch_records(w, batch)?;
             w.write_batch(&recs, &payloads)?;
+            let counters = &w.shared.counters;
+            super::shared::Counters::bump(&counters.appends, 1);
+            super::shared::Counters::bump(&counters.appended_entries, batch.entries() as u64);
             if retire {
                 let upto = w.state.purged;
                 w.retire_chunks(upto)?;

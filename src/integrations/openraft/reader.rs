@@ -62,24 +62,10 @@ impl Source {
         through: u64,
         max_bytes: u64,
     ) -> crate::Result<Vec<(crate::LogId, Bytes)>> {
-        let r = match self {
-            Source::Default(r) => return r.read_bounded(from..=through, max_bytes),
-            Source::Group(r) => r,
-        };
-        // A group reader has no bounded read: walk its lazy iterator (which fails with
-        // `OutOfRange` when an index it reaches was removed meanwhile, as `read_bounded`).
-        let mut out = Vec::new();
-        let mut total = 0u64;
-        for item in r.iter(from..=through)? {
-            let (id, payload) = item?;
-            let len = payload.len() as u64;
-            if !out.is_empty() && total.saturating_add(len) > max_bytes {
-                break;
-            }
-            total = total.saturating_add(len);
-            out.push((id, payload));
+        match self {
+            Source::Default(r) => r.read_bounded(from..=through, max_bytes),
+            Source::Group(r) => r.read_bounded(from..=through, max_bytes),
         }
-        Ok(out)
     }
 }
 
