@@ -18,6 +18,7 @@ mod wal;
 mod wal_groups;
 mod write_batch;
 mod writer;
+mod writer_chunks;
 mod writer_groups;
 
 pub use group::{Group, GroupReader};

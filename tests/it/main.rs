@@ -30,6 +30,7 @@ mod fixtures_v2;
 mod fixtures_v3;
 mod footer;
 mod fuzz_corpus;
+mod fuzz_seeds;
 mod groups;
 mod groups_rewrite;
 mod history;
