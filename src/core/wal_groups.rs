@@ -167,7 +167,15 @@ fn batch_records<'a>(w: &Writer, batch: &'a WriteBatch) -> Result<BatchRecords<'
         };
         group_records(id, ops, state, index, &mut recs)?;
         retire |= ops.purge.is_some() || ops.truncate.is_some();
-        let mine: Vec<Record<'_>> = recs[start..].iter().map(|(_, r)| *r).collect();
+        // `group_records` checked every entry against the state (contiguity, overflow), and
+        // they come after the only records whose check depends on them (remove, truncate)
+        // and before ones whose application cannot fail (purge, commit, vote, user data):
+        // what is left to check is the rest, in order.
+        let mine: Vec<Record<'_>> = recs[start..]
+            .iter()
+            .filter(|(_, r)| !matches!(r, Record::Entry { .. }))
+            .map(|(_, r)| *r)
+            .collect();
         let checked = match id {
             0 => check_all(&w.state, &w.shared.index, &mine),
             _ => w.groups.check(id, &mine),
