@@ -165,7 +165,7 @@ impl Wal {
     }
 
     fn append_locked(&self, w: &mut Writer, ids: &[LogId], payloads: &[Bytes]) -> Result<()> {
-        self.check_entries(&w.state, None, ids, payloads)?;
+        self.check_entries(&w.state, None, entry_lens(ids, payloads))?;
         let recs = entry_records(ids, payloads);
         let r = w.write(&recs, payloads, false);
         Counters::bump(&w.shared.counters.appends, 1);
@@ -173,13 +173,16 @@ impl Wal {
         r
     }
 
-    fn check_entries(
+    /// Check entries, given as (id, payload length), against `state`: they must start at
+    /// `since` (or continue the log), follow on without gaps or overflow, and each payload
+    /// must fit a chunk. Every single-group write and every group of a batch checks here.
+    pub(super) fn check_entries(
         &self,
         state: &LogState,
         since: Option<u64>,
-        ids: &[LogId],
-        payloads: &[Bytes],
+        entries: impl ExactSizeIterator<Item = (LogId, usize)>,
     ) -> Result<()> {
+        let n = entries.len();
         let mut expected = match since {
             Some(s) => Some(s),
             None => state.next_index(),
@@ -187,7 +190,7 @@ impl Wal {
         if state.last.is_some_and(|l| l.index == u64::MAX) && since.is_none() {
             return Err(Error::IndexOverflow);
         }
-        for (k, (id, p)) in ids.iter().zip(payloads).enumerate() {
+        for (k, (id, len)) in entries.enumerate() {
             if let Some(e) = expected {
                 if id.index != e {
                     return Err(Error::NonContiguous {
@@ -196,10 +199,10 @@ impl Wal {
                     });
                 }
             }
-            self.check_payload(p.len())?;
+            self.check_payload(len)?;
             expected = match id.index.checked_add(1) {
-                Some(n) => Some(n),
-                None if k + 1 < ids.len() => return Err(Error::IndexOverflow),
+                Some(next) => Some(next),
+                None if k + 1 < n => return Err(Error::IndexOverflow),
                 None => None,
             };
         }
@@ -270,7 +273,7 @@ impl Wal {
                 got: since,
             });
         }
-        self.check_entries(&w.state, Some(since), ids, payloads)?;
+        self.check_entries(&w.state, Some(since), entry_lens(ids, payloads))?;
         let mut recs = Vec::with_capacity(ids.len() + 1);
         // Nothing to cut when `since` is the next index: then it is a plain append.
         let cuts = w.state.last.is_some_and(|l| since <= l.index);
@@ -595,4 +598,12 @@ fn entry_records<'a>(ids: &[LogId], payloads: &'a [Bytes]) -> Vec<Record<'a>> {
             payload: p,
         })
         .collect()
+}
+
+/// Entries as `Wal::check_entries` takes them: each id with its payload's length.
+fn entry_lens<'a>(
+    ids: &'a [LogId],
+    payloads: &'a [Bytes],
+) -> impl ExactSizeIterator<Item = (LogId, usize)> + 'a {
+    ids.iter().zip(payloads).map(|(id, p)| (*id, p.len()))
 }

@@ -77,9 +77,6 @@ impl Wal {
             if g.is_default() && ops.remove {
                 return Err(Error::DefaultGroup { op: "remove_group" });
             }
-            for (_, p) in &ops.entries {
-                self.check_payload(p.len())?;
-            }
             self.check_meta(ops.vote.as_ref().map_or(0, |v| v.len()))?;
             self.check_meta(
                 ops.user_data
@@ -88,7 +85,7 @@ impl Wal {
             )?;
         }
         let wait = self.write_op(|w| {
-            let (recs, payloads, retire) = batch_records(w, batch)?;
+            let (recs, payloads, retire) = batch_records(self, w, batch)?;
             w.write_batch(&recs, &payloads)?;
             let counters = &w.shared.counters;
             super::shared::Counters::bump(&counters.appends, 1);
@@ -141,7 +138,7 @@ type BatchRecords<'a> = (Vec<(u64, Record<'a>)>, Vec<Bytes>, bool);
 
 /// The records of `batch`, checked against the groups' state under the writer lock, with
 /// the default group's payloads (for the cache) and whether chunks may now be retired.
-fn batch_records<'a>(w: &Writer, batch: &'a WriteBatch) -> Result<BatchRecords<'a>> {
+fn batch_records<'a>(wal: &Wal, w: &Writer, batch: &'a WriteBatch) -> Result<BatchRecords<'a>> {
     let mut recs = Vec::with_capacity(batch.entries() + batch.groups() * 2);
     let mut payloads = Vec::new();
     let (mut retire, mut extra_images) = (false, 0usize);
@@ -165,7 +162,7 @@ fn batch_records<'a>(w: &Writer, batch: &'a WriteBatch) -> Result<BatchRecords<'
         } else {
             (state, index)
         };
-        group_records(id, ops, state, index, &mut recs)?;
+        group_records(wal, (id, ops), (state, index), &mut recs)?;
         retire |= ops.purge.is_some() || ops.truncate.is_some();
         // `group_records` checked every entry against the state (contiguity, overflow), and
         // they come after the only records whose check depends on them (remove, truncate)
@@ -200,21 +197,17 @@ fn batch_records<'a>(w: &Writer, batch: &'a WriteBatch) -> Result<BatchRecords<'
 }
 
 /// Group `id`'s records from `ops`, in the batch order, against its `state` and `index`.
-/// Errors are the single-group calls' errors.
+/// Errors are the single-group calls' errors ([`Wal::check_entries`] checks the entries).
 fn group_records<'a>(
-    id: u64,
-    ops: &'a GroupOps,
-    state: &LogState,
-    index: &EntryIndex,
+    wal: &Wal,
+    (id, ops): (u64, &'a GroupOps),
+    (state, index): (&LogState, &EntryIndex),
     recs: &mut Vec<(u64, Record<'a>)>,
 ) -> Result<()> {
     let empty = state.last.is_none() && state.purged.is_none();
-    let mut expected = state.next_index();
     if let Some(since) = ops.truncate {
         Wal::check_truncate(state, since)?;
-        if empty {
-            expected = Some(since);
-        } else {
+        if !empty {
             let next = state.next_index().unwrap_or(since);
             if since > next && ops.entries.is_empty() {
                 // Nothing from `since` on: a no-op, as `Wal::truncate` past the end is.
@@ -231,37 +224,21 @@ fn group_records<'a>(
                 let last = last_before(state, index, since);
                 recs.push((id, Record::Truncate { since, last }));
             }
-            expected = Some(since);
         }
     }
-    if state.last.is_some_and(|l| l.index == u64::MAX)
-        && ops.truncate.is_none()
-        && !ops.entries.is_empty()
-    {
-        return Err(Error::IndexOverflow);
+    if !ops.entries.is_empty() {
+        let lens = ops.entries.iter().map(|(lid, p)| (*lid, p.len()));
+        wal.check_entries(state, ops.truncate, lens)?;
     }
-    for (k, (lid, p)) in ops.entries.iter().enumerate() {
-        if let Some(e) = expected {
-            if lid.index != e {
-                return Err(Error::NonContiguous {
-                    expected: e,
-                    got: lid.index,
-                });
-            }
-        }
-        expected = match lid.index.checked_add(1) {
-            Some(n) => Some(n),
-            None if k + 1 < ops.entries.len() => return Err(Error::IndexOverflow),
-            None => None,
-        };
-        recs.push((
+    recs.extend(ops.entries.iter().map(|(lid, p)| {
+        (
             id,
             Record::Entry {
                 id: *lid,
                 payload: p,
             },
-        ));
-    }
+        )
+    }));
     push_state(id, ops, state, recs);
     Ok(())
 }
