@@ -124,23 +124,15 @@ impl Writer {
         let seq = self.active.seq;
         let log = Arc::new(GroupLog::default());
         for ((_, rec), &off) in recs.iter().zip(offs) {
-            if let Err(k) = apply(
+            let r = apply(
                 &mut state,
                 &log.index,
                 rec,
                 seq,
                 off,
                 &mut Bytes::copy_from_slice,
-            ) {
-                let cause = Error::corrupt(seq, off as u64, k.clone());
-                let path = self.active.region.path();
-                self.shared.poison.poison(
-                    "apply a rewrite",
-                    Some(path),
-                    std::io::Error::other(cause),
-                );
-                return Err(Error::corrupt(seq, off as u64, k));
-            }
+            );
+            self.check_applied("apply a rewrite", r, (seq, off))?;
         }
         *log.state.write() = state.clone();
         if let Some(g) = self.groups.map.get_mut(&id) {

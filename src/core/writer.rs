@@ -406,23 +406,16 @@ impl Writer {
                     data: &[],
                 },
             };
-            if let Err(k) = apply(
+            let r = apply(
                 &mut self.state,
                 &self.shared.index,
                 &rec,
                 seq,
                 off,
                 &mut Bytes::copy_from_slice,
-            ) {
-                // Checked above, so the disk and the state can only diverge by a bug here.
-                let cause = Error::corrupt(seq, off as u64, k.clone());
-                let path = self.active.region.path();
-                let source = std::io::Error::other(cause);
-                self.shared
-                    .poison
-                    .poison("apply a checked record", Some(path), source);
-                return Err(Error::corrupt(seq, off as u64, k));
-            }
+            );
+            // Checked above, so the disk and the state can only diverge by a bug here.
+            self.check_applied("apply a checked record", r, (seq, off))?;
             self.note(&rec, seq, off, written);
         }
         Ok(())

@@ -189,7 +189,7 @@ impl Writer {
                 let r = self
                     .groups
                     .push_run(*g, (id.index, id.term), seq, &run, published);
-                self.check_applied(r, seq, off)?;
+                self.check_applied("apply a checked record", r, (seq, off))?;
                 i += n;
                 continue;
             }
@@ -217,7 +217,7 @@ impl Writer {
                 self.groups
                     .apply(*g, rec, seq, off, Some(&self.shared.groups))
             };
-            self.check_applied(r, seq, off)?;
+            self.check_applied("apply a checked record", r, (seq, off))?;
         }
         self.groups.publish(touched);
         if let Some(first) = first {
@@ -234,11 +234,11 @@ impl Writer {
 
     /// A record that was checked before it was written failed to apply: a bug, after which
     /// the disk and the state disagree, so the log is poisoned.
-    fn check_applied(
+    pub(super) fn check_applied(
         &self,
+        op: &'static str,
         r: std::result::Result<(), crate::error::CorruptionKind>,
-        seq: u64,
-        off: usize,
+        (seq, off): (u64, usize),
     ) -> Result<()> {
         let Err(k) = r else {
             return Ok(());
@@ -246,9 +246,7 @@ impl Writer {
         let cause = Error::corrupt(seq, off as u64, k.clone());
         let path = self.active.region.path();
         let source = std::io::Error::other(cause);
-        self.shared
-            .poison
-            .poison("apply a checked record", Some(path), source);
+        self.shared.poison.poison(op, Some(path), source);
         Err(Error::corrupt(seq, off as u64, k))
     }
 
