@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use super::shared::{apply, check_all};
+use super::shared::{apply, apply_run, check_all};
 use super::writer_groups::{image_of, size_in};
 use crate::error::CorruptionKind;
 use crate::format::{FooterBuilder, Record};
@@ -89,13 +89,7 @@ impl GroupStates {
             }
             return Ok(());
         }
-        let g = self.map.entry(group).or_insert_with(|| {
-            let g = GroupW::default();
-            if let Some(p) = published {
-                p.write().insert(group, Arc::clone(&g.log));
-            }
-            g
-        });
+        let g = get_or_create(&mut self.map, group, published);
         let had_last = g.state.last.is_some();
         let r = apply(
             &mut g.state,
@@ -107,9 +101,7 @@ impl GroupStates {
         );
         // An entry changes the image's size only when the group had no last id before.
         if !(matches!(rec, Record::Entry { .. }) && had_last) || r.is_err() {
-            let len = size_in(group, &image_of(&g.state));
-            self.images = self.images + len - g.image_len;
-            g.image_len = len;
+            resize_image(&mut self.images, group, g);
         }
         r
     }
@@ -124,33 +116,10 @@ impl GroupStates {
         offsets: &[u32],
         published: Option<&GroupMap>,
     ) -> Result<(), CorruptionKind> {
-        let g = self.map.entry(group).or_insert_with(|| {
-            let g = GroupW::default();
-            if let Some(p) = published {
-                p.write().insert(group, Arc::clone(&g.log));
-            }
-            g
-        });
-        if let Some(last) = g.state.last {
-            if last.index.checked_add(1) != Some(first) {
-                return Err(CorruptionKind::NonContiguous {
-                    expected: last.index.saturating_add(1),
-                    got: first,
-                });
-            }
+        let g = get_or_create(&mut self.map, group, published);
+        if apply_run(&mut g.state, &g.log.index, (first, term), chunk, offsets)?.is_some() {
+            resize_image(&mut self.images, group, g);
         }
-        let Some(n) = (offsets.len() as u64).checked_sub(1) else {
-            return Ok(());
-        };
-        let last = first.checked_add(n).ok_or(CorruptionKind::NonContiguous {
-            expected: first,
-            got: u64::MAX,
-        })?;
-        g.log.index.push_run(first, term, chunk, offsets);
-        g.state.last = Some(crate::types::LogId::new(term, last));
-        let len = size_in(group, &image_of(&g.state));
-        self.images = self.images + len - g.image_len;
-        g.image_len = len;
         Ok(())
     }
 
@@ -213,6 +182,28 @@ impl GroupStates {
         ids.sort_unstable();
         ids
     }
+}
+
+/// Group `group` of `map`, created (and published to readers, given `published`) if new.
+fn get_or_create<'m>(
+    map: &'m mut HashMap<u64, GroupW>,
+    group: u64,
+    published: Option<&GroupMap>,
+) -> &'m mut GroupW {
+    map.entry(group).or_insert_with(|| {
+        let g = GroupW::default();
+        if let Some(p) = published {
+            p.write().insert(group, Arc::clone(&g.log));
+        }
+        g
+    })
+}
+
+/// Bring `g`'s image size, and the total `images`, up to date with its state.
+fn resize_image(images: &mut usize, group: u64, g: &mut GroupW) {
+    let len = size_in(group, &image_of(&g.state));
+    *images = *images + len - g.image_len;
+    g.image_len = len;
 }
 
 /// Record `rec` of group `group` at `offset` in a chunk's footer: a group's entries go

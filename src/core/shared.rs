@@ -79,6 +79,37 @@ pub(crate) fn apply(
     apply_to(state, Some(index), index, rec, chunk, offset, copy)
 }
 
+/// Apply a run of entries `first, first + 1, ...` of `term` at record `offsets` of
+/// `chunk` exactly as that many Entry records would (the same contiguity check), with one
+/// index lock. Used for footer runs and for consecutive entries in replay and batches.
+/// Returns the run's last index (`None` for an empty run).
+pub(crate) fn apply_run(
+    state: &mut LogState,
+    index: &EntryIndex,
+    (first, term): (u64, u64),
+    chunk: u64,
+    offsets: &[u32],
+) -> Result<Option<u64>, CorruptionKind> {
+    if let Some(last) = state.last {
+        if last.index.checked_add(1) != Some(first) {
+            return Err(CorruptionKind::NonContiguous {
+                expected: last.index.saturating_add(1),
+                got: first,
+            });
+        }
+    }
+    let Some(n) = (offsets.len() as u64).checked_sub(1) else {
+        return Ok(None);
+    };
+    let last = first.checked_add(n).ok_or(CorruptionKind::NonContiguous {
+        expected: first,
+        got: u64::MAX,
+    })?;
+    index.push_run(first, term, chunk, offsets);
+    state.last = Some(LogId::new(term, last));
+    Ok(Some(last))
+}
+
 /// Check that `recs`, applied in order to `state`, would all be accepted, without changing
 /// anything. The writer calls it before it writes a record, so nothing it rejects is ever
 /// published. Index checks see the index as it is: a write call holds at most one record

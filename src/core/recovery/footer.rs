@@ -6,15 +6,15 @@ use bytes::Bytes;
 
 use crate::chunk::Chunk;
 use crate::core::groups::GroupStates;
-use crate::core::shared::apply;
+use crate::core::shared::{apply, apply_run};
 use crate::core::writer::ChunkMeta;
-use crate::error::{CorruptionKind, Error, Result};
+use crate::error::{Error, Result};
 use crate::format::{
     decode_frame, read_footer, FooterBuilder, FooterError, Item, Record, FOOTER_VERSION,
     GROUPS_VERSION,
 };
 use crate::index::EntryIndex;
-use crate::types::{LogId, LogState};
+use crate::types::LogState;
 
 /// A validated footer, ready to replay.
 pub(super) struct FromFooter<'a> {
@@ -119,18 +119,8 @@ impl FromFooter<'_> {
                     offsets.clear();
                     offsets.extend(run.offsets());
                     let at = u64::from(offsets.first().copied().unwrap_or_default());
-                    // The check `apply` makes of each entry; within a run, indexes follow on.
-                    if let Some(last) = state.last {
-                        if last.index.checked_add(1) != Some(run.first) {
-                            let reason = CorruptionKind::NonContiguous {
-                                expected: last.index.saturating_add(1),
-                                got: run.first,
-                            };
-                            return Err(Error::corrupt(seq, at, reason));
-                        }
-                    }
-                    index.push_run(run.first, run.term, seq, &offsets);
-                    state.last = Some(LogId::new(run.term, run.last()));
+                    apply_run(state, index, (run.first, run.term), seq, &offsets)
+                        .map_err(|k| Error::corrupt(seq, at, k))?;
                     meta.max_index = Some(meta.max_index.map_or(run.last(), |m| m.max(run.last())));
                 }
                 Item::Record { .. } => {

@@ -5,12 +5,12 @@
 use bytes::Bytes;
 
 use crate::core::groups::GroupStates;
-use crate::core::shared::apply;
+use crate::core::shared::{apply, apply_run};
 use crate::core::writer::ChunkMeta;
-use crate::error::{CorruptionKind, Error, Result};
+use crate::error::{Error, Result};
 use crate::format::Record;
 use crate::index::EntryIndex;
-use crate::types::{LogId, LogState};
+use crate::types::LogState;
 
 /// The run being collected.
 #[derive(Default)]
@@ -101,20 +101,11 @@ impl<'a> RunReplay<'a> {
                 .push_run(group, (first, term), seq, offsets, None)
                 .map_err(|k| Error::corrupt(seq, at, k))?;
         } else {
-            if let Some(last) = self.state.last {
-                if last.index.checked_add(1) != Some(first) {
-                    let reason = CorruptionKind::NonContiguous {
-                        expected: last.index.saturating_add(1),
-                        got: first,
-                    };
-                    return Err(Error::corrupt(seq, at, reason));
-                }
+            let last = apply_run(self.state, self.index, (first, term), seq, offsets)
+                .map_err(|k| Error::corrupt(seq, at, k))?;
+            if let Some(last) = last {
+                self.meta.max_index = Some(self.meta.max_index.map_or(last, |m| m.max(last)));
             }
-            // Consecutive by construction, so the last index does not overflow.
-            let last = first + (offsets.len() as u64 - 1);
-            self.index.push_run(first, term, seq, offsets);
-            self.state.last = Some(LogId::new(term, last));
-            self.meta.max_index = Some(self.meta.max_index.map_or(last, |m| m.max(last)));
         }
         self.run.offsets.clear();
         Ok(())
